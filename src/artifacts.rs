@@ -1,0 +1,178 @@
+//! Files written under `target/`: compiled SQL, `manifest.json`, `run_results.json`.
+//! Keys are sorted (BTreeMap) so artifacts diff cleanly between runs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::compile::{Compiled, NodeKind};
+use crate::error::{Error, Result};
+use crate::run::NodeResult;
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    metadata: Metadata<'a>,
+    nodes: BTreeMap<String, ManifestNode<'a>>,
+    sources: BTreeMap<String, ManifestSource>,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    tally_version: &'static str,
+    project_name: &'a str,
+    target: &'a str,
+    generated_at: &'a str,
+}
+
+#[derive(Serialize)]
+struct ManifestNode<'a> {
+    name: &'a str,
+    resource_type: NodeKind,
+    path: String,
+    compiled_path: Option<String>,
+    materialized: &'a str,
+    depends_on: DependsOn,
+    config: &'a crate::project::ConfigLayer,
+    tags: Vec<&'a str>,
+    description: Option<&'a str>,
+    columns: Vec<ManifestColumn>,
+    checksum: Checksum<'a>,
+    relation: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DependsOn {
+    nodes: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ManifestColumn {
+    name: String,
+    data_type: String,
+    nullable: bool,
+    description: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Checksum<'a> {
+    name: &'static str,
+    checksum: &'a str,
+}
+
+#[derive(Serialize)]
+struct ManifestSource {
+    location: String,
+    columns: Vec<ManifestColumn>,
+}
+
+fn columns(schema: &datafusion::arrow::datatypes::Schema, declared: &[crate::project::Column]) -> Vec<ManifestColumn> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ManifestColumn {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+            description: declared.iter().find(|c| &c.name == f.name()).and_then(|c| c.description.clone()),
+        })
+        .collect()
+}
+
+/// Write `target/compiled/<path>.sql` for every model and `target/manifest.json`.
+pub fn write_compiled(c: &Compiled) -> Result<()> {
+    let target = c.project.dir.join(&c.project.target_path);
+    let mut nodes = BTreeMap::new();
+    for node in c.nodes.values() {
+        let compiled_path = (node.kind == NodeKind::Model).then(|| c.compiled_path(node));
+        let mut deps: Vec<String> = node.refs.iter().map(|r| c.nodes[r].unique_id()).collect();
+        deps.extend(node.sources.iter().map(|(s, t)| format!("source.{s}.{t}")));
+        nodes.insert(
+            node.unique_id(),
+            ManifestNode {
+                name: &node.name,
+                resource_type: node.kind,
+                path: node.path.display().to_string(),
+                compiled_path: compiled_path.map(|p| p.display().to_string()),
+                materialized: node.materialized.as_str(),
+                depends_on: DependsOn { nodes: deps },
+                config: &node.config,
+                tags: node.tags.iter().map(String::as_str).collect(),
+                description: node.description.as_deref(),
+                columns: node.schema.as_ref().map(|s| columns(s, &node.columns)).unwrap_or_default(),
+                checksum: Checksum { name: "sha256", checksum: &node.checksum },
+                relation: node.materialized.is_stored().then(|| c.target.table_url(&node.name).to_string()),
+            },
+        );
+    }
+    let sources = c
+        .sources
+        .iter()
+        .map(|((s, t), (location, schema))| {
+            let declared = &c.project.sources[&(s.clone(), t.clone())].columns;
+            (format!("source.{s}.{t}"), ManifestSource { location: location.clone(), columns: columns(schema, declared) })
+        })
+        .collect();
+    let manifest = Manifest {
+        metadata: Metadata {
+            tally_version: env!("CARGO_PKG_VERSION"),
+            project_name: &c.project.name,
+            target: &c.target.name,
+            generated_at: &c.run_started_at,
+        },
+        nodes,
+        sources,
+    };
+    write_json(&target.join("manifest.json"), &manifest)
+}
+
+#[derive(Serialize)]
+struct RunResults<'a> {
+    metadata: Metadata<'a>,
+    command: &'a str,
+    elapsed_time: f64,
+    peak_rss_bytes: Option<u64>,
+    results: &'a [NodeResult],
+}
+
+pub fn write_run_results(c: &Compiled, command: &str, elapsed: f64, results: &[NodeResult]) -> Result<()> {
+    let doc = RunResults {
+        metadata: Metadata {
+            tally_version: env!("CARGO_PKG_VERSION"),
+            project_name: &c.project.name,
+            target: &c.target.name,
+            generated_at: &c.run_started_at,
+        },
+        command,
+        elapsed_time: elapsed,
+        peak_rss_bytes: peak_rss_bytes(),
+        results,
+    };
+    write_json(&c.project.dir.join(&c.project.target_path).join("run_results.json"), &doc)
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), for benchmarks and tests.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Write one model's rendered SQL to `target/compiled/<path>` (done right after
+/// rendering, so a planning error can point the user at it).
+pub fn write_compiled_sql(project: &crate::project::Project, path: &Path, sql: &str) -> Result<()> {
+    write(&project.dir.join(&project.target_path).join("compiled").join(path), sql.as_bytes())
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Usage(format!("cannot serialize {}: {e}", path.display())))?;
+    write(path, &text)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| Error::io("cannot write", path, e))
+}

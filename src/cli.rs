@@ -1,0 +1,104 @@
+//! Command-line arguments (clap structs only; behaviour lives in `commands`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, about = "Transform and assert revenue data: SQL + Jinja models compiled to DataFusion, published as Delta tables")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Project directory (holding tally_project.yml or dbt_project.yml).
+    #[arg(long, global = true, default_value = ".", env = "TALLY_PROJECT_DIR")]
+    pub project_dir: PathBuf,
+    /// Target (an output of the profile in profiles/profiles.yml).
+    #[arg(long, global = true, env = "TALLY_TARGET")]
+    pub target: Option<String>,
+    /// Variables as a YAML mapping, over the project's `vars`, e.g. '{as_of: 2024-06-30}'.
+    #[arg(long, global = true)]
+    pub vars: Option<String>,
+    /// Models run at once (default: the profile's threads, else the number of cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Less output: errors and the final summary line only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new project that builds at once.
+    Init {
+        /// Directory to create (must not exist or be empty).
+        dir: PathBuf,
+    },
+    /// Render and plan every model; write target/compiled and target/manifest.json. Reads no data.
+    Compile(Selection),
+    /// Run the selected models in DAG order.
+    Run(Selection),
+    /// Build the selected models (run; assertions join in as they are declared).
+    Build(Selection),
+    /// List what a selection resolves to.
+    Ls {
+        #[command(flatten)]
+        selection: Selection,
+        /// What to print per node.
+        #[arg(long, value_enum, default_value_t = LsOutput::Name)]
+        output: LsOutput,
+    },
+    /// Print rows of a built model.
+    Show {
+        /// Model or seed name.
+        model: String,
+        /// Rows to print (0: all).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
+        format: ShowFormat,
+    },
+    /// Remove the clean targets (target/ by default).
+    Clean,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct Selection {
+    /// Nodes to include: name, +name, name+, tag:x, path:models/dir, source:s.t (space-separated union).
+    #[arg(short, long, num_args = 1..)]
+    pub select: Vec<String>,
+    /// Nodes to leave out (same syntax).
+    #[arg(long, num_args = 1..)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LsOutput {
+    Name,
+    Path,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ShowFormat {
+    Table,
+    Csv,
+    Json,
+}

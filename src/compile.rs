@@ -1,0 +1,313 @@
+//! load -> render -> resolve DAG -> plan: everything `compile`, `run`, `ls` and
+//! `show` share. After [`compile`], every node's output schema is known and no
+//! data has been read (only source Parquet footers and seed CSV headers).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use tracing::info_span;
+
+use crate::dag::Dag;
+use crate::diagnostic::Diagnostic;
+use crate::error::{Error, Result};
+use crate::plan::{parse_type, sql_diagnostic, Engine};
+use crate::profile::{location_url, Target};
+use crate::project::{merge_config, tags_of, Column, ConfigLayer, Materialization, Project};
+use crate::render::{Renderer, TargetInfo};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    Model,
+    Seed,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+    pub path: PathBuf,
+    pub materialized: Materialization,
+    /// Final config: folder < properties < the model's own `config()`.
+    pub config: ConfigLayer,
+    pub tags: BTreeSet<String>,
+    /// The file as written (Jinja SQL or CSV text is not kept for seeds).
+    pub source_text: String,
+    /// Rendered SQL (empty for seeds).
+    pub sql: String,
+    pub refs: Vec<String>,
+    pub sources: Vec<(String, String)>,
+    pub checksum: String,
+    pub description: Option<String>,
+    pub columns: Vec<Column>,
+    /// Output schema, from the plan.
+    pub schema: Option<SchemaRef>,
+}
+
+impl Node {
+    pub fn unique_id(&self) -> String {
+        let kind = match self.kind {
+            NodeKind::Model => "model",
+            NodeKind::Seed => "seed",
+        };
+        format!("{kind}.{}", self.name)
+    }
+}
+
+pub struct Compiled {
+    pub project: Project,
+    pub target: Target,
+    pub nodes: BTreeMap<String, Node>,
+    pub dag: Dag,
+    pub engine: Engine,
+    /// Source tables as registered: (source, table) -> (location URL, schema).
+    pub sources: BTreeMap<(String, String), (String, SchemaRef)>,
+    pub run_started_at: String,
+    pub threads: usize,
+}
+
+impl Compiled {
+    pub fn compiled_path(&self, node: &Node) -> PathBuf {
+        self.project.target_path.join("compiled").join(&node.path)
+    }
+}
+
+pub async fn compile(project: Project, target: Target, threads: usize) -> Result<Compiled> {
+    let _span = info_span!("compile", project = %project.name).entered();
+    let run_started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let info = TargetInfo {
+        name: target.name.clone(),
+        profile_name: target.profile_name.clone(),
+        engine: target.engine.clone(),
+        threads,
+        warehouse: target.warehouse.to_string(),
+    };
+    let renderer = Renderer::new(&project, &info, &run_started_at).map_err(Error::Project)?;
+
+    let mut errors = Vec::new();
+    let mut nodes = BTreeMap::new();
+    for model in project.models.values() {
+        match renderer.render(&model.path, &model.sql, &model.name) {
+            Ok(r) => {
+                let config = merge_config([model.config.clone(), r.config]);
+                match materialization(&config, &model.path, &model.sql) {
+                    Ok(materialized) => {
+                        nodes.insert(
+                            model.name.clone(),
+                            Node {
+                                name: model.name.clone(),
+                                kind: NodeKind::Model,
+                                path: model.path.clone(),
+                                materialized,
+                                tags: config.get("tags").map(tags_of).unwrap_or_default(),
+                                config,
+                                source_text: model.sql.clone(),
+                                sql: r.sql,
+                                refs: r.refs,
+                                sources: r.sources,
+                                checksum: model.checksum.clone(),
+                                description: model.description.clone(),
+                                columns: model.columns.clone(),
+                                schema: None,
+                            },
+                        );
+                    }
+                    Err(d) => errors.push(d),
+                }
+            }
+            Err(d) => errors.push(d),
+        }
+    }
+    for seed in project.seeds.values() {
+        nodes.insert(
+            seed.name.clone(),
+            Node {
+                name: seed.name.clone(),
+                kind: NodeKind::Seed,
+                path: seed.path.clone(),
+                materialized: Materialization::Seed,
+                tags: seed.config.get("tags").map(tags_of).unwrap_or_default(),
+                config: seed.config.clone(),
+                source_text: String::new(),
+                sql: String::new(),
+                refs: Vec::new(),
+                sources: Vec::new(),
+                checksum: seed.checksum.clone(),
+                description: seed.description.clone(),
+                columns: seed.columns.clone(),
+                schema: None,
+            },
+        );
+    }
+    if !errors.is_empty() {
+        return Err(Error::Project(errors));
+    }
+
+    for node in nodes.values().filter(|n| n.kind == NodeKind::Model) {
+        crate::artifacts::write_compiled_sql(&project, &node.path, &node.sql)?;
+    }
+
+    let deps: BTreeMap<String, Vec<String>> = nodes.iter().map(|(n, node)| (n.clone(), node.refs.clone())).collect();
+    let dag = Dag::build(&deps).map_err(|cycle| {
+        let first = &nodes[&cycle.0[0]];
+        let next = cycle.0.get(1).cloned().unwrap_or_default();
+        let (line, col) = ref_position(&first.source_text, &next).unwrap_or((0, 0));
+        Diagnostic::error(format!("dependency cycle: {cycle}"))
+            .at(&first.path, line, col)
+            .with_help("each arrow is a ref() to the next model; remove one of them to break the cycle")
+    })?;
+
+    let engine = Engine::new(threads);
+    let used_sources: BTreeSet<(String, String)> = nodes.values().flat_map(|n| n.sources.iter().cloned()).collect();
+    let mut sources = BTreeMap::new();
+    for key in used_sources {
+        match register_source(&project, &renderer, &engine, &key).await {
+            Ok(v) => {
+                sources.insert(key, v);
+            }
+            Err(d) => errors.push(d),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Project(errors));
+    }
+
+    let mut failed: BTreeSet<String> = BTreeSet::new();
+    let order: Vec<String> = dag.topo_order().map(str::to_string).collect();
+    for name in order {
+        if dag.parents(&name).iter().any(|p| failed.contains(*p)) {
+            failed.insert(name);
+            continue;
+        }
+        let compiled_path = project.target_path.join("compiled").join(&nodes[&name].path);
+        let node = nodes.get_mut(&name).ok_or_else(|| Error::Usage(format!("internal: node {name} vanished")))?;
+        match plan_node(&project, &engine, node, &compiled_path).await {
+            Ok(schema) => node.schema = Some(schema),
+            Err(d) => {
+                errors.push(d);
+                failed.insert(name);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Project(errors));
+    }
+    Ok(Compiled { project, target, nodes, dag, engine, sources, run_started_at, threads })
+}
+
+/// Plan a node against what is registered now and register it for dependents.
+async fn plan_node(project: &Project, engine: &Engine, node: &Node, compiled_path: &Path) -> Result<SchemaRef, Diagnostic> {
+    let compiled = compiled_path.display().to_string();
+    match node.materialized {
+        Materialization::Seed => {
+            let plan = seed_plan(project, engine, node).await?;
+            let schema = plan.schema().inner().clone();
+            engine.register_placeholder(&node.name, schema.clone()).map_err(|e| Diagnostic::error(e.to_string()).in_file(&node.path))?;
+            Ok(schema)
+        }
+        m => {
+            let plan = engine
+                .plan_sql(&node.sql)
+                .await
+                .map_err(|e| sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled))?;
+            let schema = plan.schema().inner().clone();
+            let registered = if m.is_stored() {
+                engine.register_placeholder(&node.name, schema.clone())
+            } else {
+                engine.register_view(&node.name, plan, &node.sql)
+            };
+            registered.map_err(|e| Diagnostic::error(e.to_string()).in_file(&node.path))?;
+            Ok(schema)
+        }
+    }
+}
+
+/// The seed's CSV read plan, with `column_types` applied.
+pub async fn seed_plan(project: &Project, engine: &Engine, node: &Node) -> Result<datafusion::logical_expr::LogicalPlan, Diagnostic> {
+    let mut overrides = Vec::new();
+    if let Some(serde_json::Value::Object(types)) = node.config.get("column_types") {
+        for (col, t) in types {
+            let t = t.as_str().unwrap_or_default();
+            let dt = parse_type(t).ok_or_else(|| unknown_type(&node.path, col, t))?;
+            overrides.push((col.clone(), dt));
+        }
+    }
+    let delimiter = node.config.get("delimiter").and_then(|d| d.as_str()).and_then(|d| d.bytes().next()).unwrap_or(b',');
+    let path = project.dir.join(&node.path);
+    engine
+        .seed_plan(&path.to_string_lossy(), &overrides, delimiter)
+        .await
+        .map_err(|e| Diagnostic::error(format!("cannot read seed: {e}")).in_file(&node.path).with_help("a seed is a CSV file with a header row"))
+}
+
+fn unknown_type(file: &Path, column: &str, t: &str) -> Diagnostic {
+    Diagnostic::error(format!("column `{column}`: unknown data type `{t}`"))
+        .in_file(file)
+        .with_help("use one of: varchar, boolean, int, bigint, double, decimal(p,s), date, timestamp")
+}
+
+async fn register_source(
+    project: &Project,
+    renderer: &Renderer,
+    engine: &Engine,
+    key: &(String, String),
+) -> Result<(String, SchemaRef), Diagnostic> {
+    let decl = &project.sources[key];
+    let at = |d: Diagnostic| d.at(&decl.file, decl.line, 0);
+    let location = decl.location.as_ref().ok_or_else(|| {
+        at(Diagnostic::error(format!("source table `{}.{}` has no location", key.0, key.1))
+            .with_help("set `location:` on the source (a folder holding <table>/*.parquet) or on the table, e.g. location: \"{{ var('raw_root') }}\""))
+    })?;
+    let rendered = renderer.render_str(&decl.file, location).map_err(|d| at(d))?;
+    let url = location_url(&project.dir, rendered.trim())
+        .ok_or_else(|| at(Diagnostic::error(format!("source `{}.{}`: location `{rendered}` is not a path or URL", key.0, key.1))))?;
+    let mut declared = Vec::new();
+    for c in &decl.columns {
+        if let Some(t) = &c.data_type {
+            let dt: DataType = parse_type(t).ok_or_else(|| at(unknown_type(&decl.file, &c.name, t)))?;
+            declared.push((c.name.clone(), dt));
+        }
+    }
+    let all_declared = !decl.columns.is_empty() && declared.len() == decl.columns.len();
+    let schema = engine
+        .register_source(&key.0, &key.1, url.as_str(), &declared, all_declared)
+        .await
+        .map_err(|e| {
+            at(Diagnostic::error(format!("source `{}.{}` at {url}: {}", key.0, key.1, crate::plan::clean_message(&e)))
+                .with_help("the location must hold Parquet files (or declare every column's data_type)"))
+        })?;
+    Ok((url.to_string(), schema))
+}
+
+fn materialization(config: &ConfigLayer, file: &Path, text: &str) -> Result<Materialization, Diagnostic> {
+    let Some(v) = config.get("materialized") else { return Ok(Materialization::View) };
+    let s = v.as_str().unwrap_or_default();
+    match Materialization::parse(s) {
+        Some(Materialization::Seed) | None => {
+            let line = text.lines().position(|l| l.contains("materialized")).map_or(0, |i| i + 1);
+            Err(Diagnostic::error(format!("unknown materialization `{s}`"))
+                .at(file, line, 0)
+                .with_help("use one of: view, table, ephemeral, incremental"))
+        }
+        Some(m) => Ok(m),
+    }
+}
+
+/// Where `ref('name')` appears in a model's text.
+fn ref_position(text: &str, name: &str) -> Option<(usize, usize)> {
+    for q in ['\'', '"'] {
+        if let Some(pos) = text.find(&format!("ref({q}{name}{q}")) {
+            return Some(crate::diagnostic::line_col(text, pos));
+        }
+    }
+    None
+}
+
+/// Names of nodes whose results are kept across runs (tables and seeds).
+pub fn stored(compiled: &Compiled) -> impl Iterator<Item = &Node> {
+    compiled.nodes.values().filter(|n| n.materialized.is_stored())
+}
+
+pub type SharedCompiled = Arc<Compiled>;

@@ -1,0 +1,69 @@
+//! CLI entry: parse arguments, set up logging, run the command, map the outcome
+//! to an exit code (0 ok, 1 a model failed, 2 usage or project error).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tally::cli::{Cli, LogFormat};
+use tally::error::Error;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let project_dir = cli.global.project_dir.clone();
+    match runtime.block_on(tally::commands::dispatch(&cli.global, cli.command)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            report_error(&e, &project_dir);
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn report_error(e: &Error, project_dir: &std::path::Path) {
+    let color = std::io::stderr().is_terminal();
+    let dir = std::fs::canonicalize(project_dir).unwrap_or_else(|_| project_dir.to_path_buf());
+    match e {
+        Error::Project(diags) => {
+            for d in diags {
+                eprintln!("error: {}", d.headline());
+                let snippet = d.snippet(&dir, color);
+                if !snippet.is_empty() {
+                    eprintln!("{snippet}");
+                }
+                if let Some(h) = &d.help {
+                    eprintln!("  help: {h}");
+                }
+            }
+            if diags.len() > 1 {
+                eprintln!("{} errors", diags.len());
+            }
+        }
+        other => eprintln!("error: {other}"),
+    }
+}
+
+fn init_tracing(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    // delta-rs logs an ERROR when it probes a table that does not exist yet
+    // (every first build): expected, so quiet unless asked for with -vv.
+    let default = match cli.global.verbose {
+        0 => "warn,buoyant_kernel=off,deltalake_core=error",
+        1 => "tally=info,warn,buoyant_kernel=off",
+        _ => "tally=debug,info",
+    };
+    let filter = EnvFilter::try_from_env("TALLY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cli.global.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    };
+}

@@ -1,0 +1,98 @@
+//! Write a node's result as a Delta Lake table, and open stored tables.
+//!
+//! The model's plan is handed to delta-rs' writer, which executes it in
+//! DataFusion and streams record batches into zstd Parquet files; nothing is
+//! collected whole in memory. The files become visible in one atomic commit
+//! (`_delta_log/N.json`), so a reader sees the previous version or the new one.
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::logical_expr::LogicalPlan;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use url::Url;
+
+use crate::plan::Engine;
+
+/// Rows per Parquet row group: large enough for good compression and cheap
+/// footers, small enough that the writer's buffer stays modest.
+pub const ROW_GROUP_ROWS: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Written {
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: usize,
+    pub version: u64,
+}
+
+/// Replace the table at `url` with the result of `plan`, in one commit.
+pub async fn write_table(engine: &Engine, url: &Url, name: &str, plan: LogicalPlan) -> Result<Written, DeltaTableError> {
+    if url.scheme() == "file" {
+        if let Ok(path) = url.to_file_path() {
+            std::fs::create_dir_all(&path).map_err(|e| DeltaTableError::Generic(format!("cannot create {}: {e}", path.display())))?;
+        }
+    }
+    let table = DeltaTable::try_from_url(url.clone()).await?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| DeltaTableError::Generic(e.to_string()))?))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let table = table
+        .write(Vec::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(engine.ctx.state()))
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(SchemaMode::Overwrite)
+        .with_writer_properties(props)
+        .with_table_name(name)
+        .with_commit_properties(CommitProperties::default())
+        .await?;
+    let mut written = Written { version: table.version().unwrap_or(0), ..Written::default() };
+    let snapshot = table.snapshot()?;
+    for file in snapshot.log_data().iter() {
+        written.files += 1;
+        written.bytes += u64::try_from(file.size()).unwrap_or(0);
+        written.rows += file.stats().as_deref().and_then(num_records).unwrap_or(0);
+    }
+    Ok(written)
+}
+
+fn num_records(stats: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(stats).ok()?.get("numRecords")?.as_u64()
+}
+
+/// The Delta table at `url` as a DataFusion provider; None when nothing was published there.
+pub async fn open_table(engine: &Engine, url: &Url, version: Option<u64>) -> Result<Option<Arc<dyn TableProvider>>, DeltaTableError> {
+    let mut table = match DeltaTable::try_from_url(url.clone()).await {
+        Ok(t) => t,
+        Err(DeltaTableError::NotATable(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if table.version().is_none() {
+        return Ok(None);
+    }
+    if let Some(v) = version {
+        table.load_version(v).await?;
+    }
+    table.update_datafusion_session(&engine.ctx.state())?;
+    let provider = table.table_provider().await.map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+    Ok(Some(provider))
+}
+
+/// The useful part of a write error: delta-rs and DataFusion wrap the cause in
+/// several layers of prefixes ("Generic DeltaTable error: Arrow error: ...").
+pub fn error_text(e: &DeltaTableError) -> String {
+    let mut text = e.to_string();
+    for prefix in ["Generic DeltaTable error: ", "Arrow error: ", "External error: ", "Execution error: "] {
+        while let Some(rest) = text.strip_prefix(prefix) {
+            text = rest.to_string();
+        }
+    }
+    text
+}

@@ -1,0 +1,310 @@
+//! SQL -> DataFusion `LogicalPlan`, with every relation's schema known before
+//! any data is read.
+//!
+//! One [`Engine`] (a DataFusion `SessionContext`) holds every relation a model
+//! can name: sources as Parquet listing tables (`"source"."table"`), views and
+//! ephemeral models as inlined `ViewTable`s, and stored models as either a
+//! typed placeholder (while compiling) or their Delta table (while running).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{MemorySchemaProvider, TableProvider};
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::ViewTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
+use datafusion::common::TableReference;
+
+use deltalake::delta_datafusion::planner::DeltaPlanner;
+
+use crate::diagnostic::{line_col, Diagnostic};
+
+pub struct Engine {
+    pub ctx: SessionContext,
+}
+
+impl Engine {
+    pub fn new(target_partitions: usize) -> Self {
+        let mut config = SessionConfig::new()
+            .with_target_partitions(target_partitions.max(1))
+            .with_information_schema(true);
+        config.options_mut().sql_parser.collect_spans = true;
+        // delta-rs' planner executes its own write nodes and defers everything else.
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_query_planner(DeltaPlanner::new())
+            .build();
+        Engine { ctx: SessionContext::new_with_state(state) }
+    }
+
+    /// Register a source table: Parquet files at `url` (folder, file or glob),
+    /// typed by `declared` columns when every column is declared, else by the
+    /// files' footers (with declared types overriding inferred ones).
+    pub async fn register_source(
+        &self,
+        source: &str,
+        table: &str,
+        url: &str,
+        declared: &[(String, DataType)],
+        all_declared: bool,
+    ) -> Result<SchemaRef, DataFusionError> {
+        let table_url = ListingTableUrl::parse(url)?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let state = self.ctx.state();
+        let schema = if all_declared && !declared.is_empty() {
+            Arc::new(Schema::new(declared.iter().map(|(n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>()))
+        } else {
+            let inferred = options.infer_schema(&state, &table_url).await?;
+            let fields: Vec<Field> = inferred
+                .fields()
+                .iter()
+                .map(|f| match declared.iter().find(|(n, _)| n == f.name()) {
+                    Some((_, t)) => Field::new(f.name(), t.clone(), true),
+                    None => Field::new(f.name(), utc_timestamps(f.data_type()), true),
+                })
+                .collect();
+            Arc::new(Schema::new(fields))
+        };
+        let config = ListingTableConfig::new(table_url).with_listing_options(options).with_schema(schema.clone());
+        let provider = ListingTable::try_new(config)?;
+        self.ensure_schema(source)?;
+        self.ctx.register_table(TableReference::partial(source, table), Arc::new(provider))?;
+        Ok(schema)
+    }
+
+    fn ensure_schema(&self, name: &str) -> Result<(), DataFusionError> {
+        let catalog = self.ctx.catalog("datafusion").ok_or_else(|| DataFusionError::Internal("no default catalog".into()))?;
+        if catalog.schema(name).is_none() {
+            catalog.register_schema(name, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        Ok(())
+    }
+
+    /// Plan one model's SQL: parse, resolve names, type-check (analyzer) and optimize.
+    pub async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan, DataFusionError> {
+        let state = self.ctx.state();
+        let plan = state.create_logical_plan(sql).await?;
+        match &plan {
+            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_) | LogicalPlan::DescribeTable(_) | LogicalPlan::Explain(_) => {
+                return Err(DataFusionError::Plan("a model must be a single SELECT (or WITH ... SELECT) query".into()));
+            }
+            _ => {}
+        }
+        // Type coercion and checks happen in the analyzer: run it now so a type
+        // error surfaces at compile time, not halfway through a run.
+        state.optimize(&plan)?;
+        Ok(plan)
+    }
+
+    /// A CSV seed's plan: header row, declared `column_types` over inferred types.
+    pub async fn seed_plan(&self, path: &str, overrides: &[(String, DataType)], delimiter: u8) -> Result<LogicalPlan, DataFusionError> {
+        let opts = CsvReadOptions::new().has_header(true).delimiter(delimiter).file_extension(".csv");
+        let df = self.ctx.read_csv(path, opts.clone()).await?;
+        if overrides.is_empty() {
+            return Ok(df.into_unoptimized_plan());
+        }
+        let fields: Vec<Field> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match overrides.iter().find(|(n, _)| n == f.name()) {
+                Some((_, t)) => Field::new(f.name(), t.clone(), true),
+                None => f.as_ref().clone(),
+            })
+            .collect();
+        let schema = Schema::new(fields);
+        let df = self.ctx.read_csv(path, opts.schema(&schema)).await?;
+        Ok(df.into_unoptimized_plan())
+    }
+
+    /// Make `name` resolvable with `schema` but no data (compile time).
+    pub fn register_placeholder(&self, name: &str, schema: SchemaRef) -> Result<(), DataFusionError> {
+        self.register(name, Arc::new(EmptyTable::new(schema)))
+    }
+
+    /// Make `name` resolve to `plan`, inlined wherever it is referenced.
+    pub fn register_view(&self, name: &str, plan: LogicalPlan, sql: &str) -> Result<(), DataFusionError> {
+        self.register(name, Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
+    }
+
+    pub fn register(&self, name: &str, provider: Arc<dyn TableProvider>) -> Result<(), DataFusionError> {
+        let reference = TableReference::bare(name);
+        self.ctx.deregister_table(reference.clone())?;
+        self.ctx.register_table(reference, provider)?;
+        Ok(())
+    }
+}
+
+/// Source timestamps are UTC instants whether the file marks them adjusted or not.
+fn utc_timestamps(t: &DataType) -> DataType {
+    match t {
+        DataType::Timestamp(unit, None) => DataType::Timestamp(*unit, Some("UTC".into())),
+        other => other.clone(),
+    }
+}
+
+/// Parse a declared column type (`varchar`, `decimal(18,2)`, `timestamp`...).
+pub fn parse_type(s: &str) -> Option<DataType> {
+    let t = s.trim().to_ascii_lowercase();
+    let (base, args) = match t.split_once('(') {
+        Some((b, rest)) => (b.trim().to_string(), Some(rest.trim_end_matches(')').to_string())),
+        None => (t.clone(), None),
+    };
+    Some(match base.as_str() {
+        "string" | "varchar" | "text" | "char" | "utf8" | "character varying" => DataType::Utf8,
+        "boolean" | "bool" => DataType::Boolean,
+        "tinyint" | "int1" => DataType::Int8,
+        "smallint" | "int2" => DataType::Int16,
+        "int" | "integer" | "int4" | "int32" => DataType::Int32,
+        "bigint" | "int8" | "int64" | "long" => DataType::Int64,
+        "float" | "real" | "float4" | "float32" => DataType::Float32,
+        "double" | "float8" | "float64" | "double precision" => DataType::Float64,
+        "date" => DataType::Date32,
+        "timestamp" | "timestamptz" | "timestamp with time zone" | "timestamp_ntz" | "datetime" => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
+        "decimal" | "numeric" => {
+            let (p, s) = match args.as_deref().map(|a| a.split(',').map(str::trim).collect::<Vec<_>>()) {
+                Some(v) if v.len() == 2 => (v[0].parse().ok()?, v[1].parse().ok()?),
+                Some(v) if v.len() == 1 => (v[0].parse().ok()?, 0),
+                None => (38, 10),
+                _ => return None,
+            };
+            if !(1..=38).contains(&p) || s > p {
+                return None;
+            }
+            DataType::Decimal128(p, s as i8)
+        }
+        _ => return None,
+    })
+}
+
+/// Point a DataFusion error at the model file the user wrote.
+///
+/// DataFusion reports positions in the *rendered* SQL; Jinja keeps most lines
+/// where they were, so we look for the offending token on that line of the
+/// source first, then anywhere in the source.
+pub fn sql_diagnostic(file: &std::path::Path, source: &str, rendered: &str, err: &DataFusionError, compiled_path: &str) -> Diagnostic {
+    let message = clean_message(err);
+    let rendered_pos = err
+        .diagnostic()
+        .and_then(|d| d.span)
+        .map(|s| (s.start.line as usize, s.start.column as usize, s.end.column.saturating_sub(s.start.column) as usize))
+        .or_else(|| parser_position(&message).map(|(l, c)| (l, c, 0)));
+    let token = rendered_pos
+        .and_then(|(l, c, len)| {
+            let line = rendered.lines().nth(l.checked_sub(1)?)?;
+            let tok: String = line.chars().skip(c.saturating_sub(1)).take(if len > 0 { len } else { usize::MAX }).collect();
+            let tok = if len > 0 { tok } else { tok.split(|ch: char| !ch.is_alphanumeric() && ch != '_').next()?.to_string() };
+            Some(tok).filter(|t| !t.is_empty())
+        })
+        .or_else(|| quoted_name(&message));
+    let found = token.as_deref().and_then(|tok| find_token(source, tok, rendered_pos.map(|p| p.0)));
+    let d = Diagnostic::error(message).with_help(format!("the rendered SQL is in {compiled_path}"));
+    match (found, rendered_pos) {
+        (Some((line, col, len)), _) => d.at(file, line, col).with_span_len(len),
+        (None, Some((line, col, _))) => d.at(file, line, col),
+        (None, None) => d.in_file(file),
+    }
+}
+
+pub fn clean_message(err: &DataFusionError) -> String {
+    let mut msg = err.to_string();
+    for prefix in ["Error during planning: ", "Schema error: ", "SQL error: ", "Optimizer rule 'type_coercion' failed\ncaused by\n", "type_coercion\ncaused by\n"] {
+        msg = msg.replace(prefix, "");
+    }
+    msg.trim().to_string()
+}
+
+/// sqlparser's "... at Line: 3, Column: 8".
+fn parser_position(msg: &str) -> Option<(usize, usize)> {
+    let i = msg.find("Line: ")?;
+    let rest = &msg[i + 6..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let col: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.trim().parse().ok()?, col.parse().ok()?))
+}
+
+/// The first `name` in backquotes or single/double quotes of an error message.
+fn quoted_name(msg: &str) -> Option<String> {
+    for (open, close) in [("No field named ", "."), ("'", "'"), ("\"", "\"")] {
+        if let Some(i) = msg.find(open) {
+            let rest = &msg[i + open.len()..];
+            let name: String = rest.split(close).next()?.trim_matches(['"', '\'']).to_string();
+            let name = name.rsplit('.').next().unwrap_or(&name).to_string();
+            if !name.is_empty() && name.len() < 64 && !name.contains(' ') {
+                return Some(name);
+            }
+        }
+    }
+    None
+}
+
+/// (line, column, length) of `token` in `source`, preferring `near_line`.
+fn find_token(source: &str, token: &str, near_line: Option<usize>) -> Option<(usize, usize, usize)> {
+    let mut best: Option<(usize, usize)> = None;
+    let bytes = source.as_bytes();
+    let mut from = 0;
+    while let Some(pos) = source[from..].find(token).map(|p| p + from) {
+        from = pos + token.len().max(1);
+        let before_ok = pos == 0 || !is_ident(bytes[pos - 1]);
+        let after = pos + token.len();
+        let after_ok = after >= bytes.len() || !is_ident(bytes[after]);
+        if !(before_ok && after_ok) {
+            continue;
+        }
+        let (line, _) = line_col(source, pos);
+        let distance = near_line.map_or(0, |n| line.abs_diff(n));
+        if best.is_none_or(|(_, d)| distance < d) {
+            best = Some((pos, distance));
+        }
+    }
+    best.map(|(pos, _)| {
+        let (l, c) = line_col(source, pos);
+        (l, c, token.chars().count())
+    })
+}
+
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_types() {
+        assert_eq!(parse_type("DECIMAL(18, 2)"), Some(DataType::Decimal128(18, 2)));
+        assert_eq!(parse_type("varchar"), Some(DataType::Utf8));
+        assert_eq!(parse_type("timestamp"), Some(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))));
+        assert_eq!(parse_type("blob"), None);
+    }
+
+    #[tokio::test]
+    async fn unknown_column_points_at_the_source_line() {
+        let engine = Engine::new(1);
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        engine.register_placeholder("t", schema).unwrap();
+        let source = "{{ config(materialized='table') }}\nselect a,\n  bogus\nfrom {{ ref('t') }}";
+        let rendered = "\nselect a,\n  bogus\nfrom \"t\"";
+        let err = engine.plan_sql(rendered).await.unwrap_err();
+        let d = sql_diagnostic(std::path::Path::new("models/m.sql"), source, rendered, &err, "target/compiled/models/m.sql");
+        let loc = d.location.unwrap();
+        assert_eq!((loc.line, loc.column), (3, 3), "{}", d.message);
+        assert!(d.message.contains("bogus"), "{}", d.message);
+    }
+
+    #[tokio::test]
+    async fn type_errors_are_caught_when_planning() {
+        let engine = Engine::new(1);
+        let err = engine.plan_sql("select 'abc' - interval '1 day' * true").await;
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! Targets: where the warehouse lives and which engine runs the models.
+//!
+//! `profiles/profiles.yml` (dbt's shape):
+//! ```yaml
+//! tally:                 # the project's `profile:` (default: the project name, then `tally`)
+//!   target: local
+//!   outputs:
+//!     local:
+//!       type: datafusion
+//!       warehouse: warehouse            # a folder under the project, or a URL
+//!       threads: 4
+//! ```
+//! With no profile file at all, the embedded default applies: a local
+//! `warehouse/` folder in the project, no server, no credentials.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::error::{Error, Result};
+use crate::project::{yaml, Project};
+
+pub const PROFILES_FILE: &str = "profiles/profiles.yml";
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub profile_name: String,
+    pub engine: String,
+    /// Root URL under which every model's table is stored (always ends with `/`).
+    pub warehouse: Url,
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProfileDecl {
+    target: Option<String>,
+    #[serde(default)]
+    outputs: BTreeMap<String, OutputDecl>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OutputDecl {
+    #[serde(rename = "type", default = "default_engine")]
+    engine: String,
+    #[serde(default = "default_warehouse")]
+    warehouse: String,
+    #[serde(default)]
+    threads: Option<usize>,
+}
+
+fn default_engine() -> String {
+    "datafusion".into()
+}
+fn default_warehouse() -> String {
+    "warehouse".into()
+}
+
+/// Resolve the target to use: `--target`, else the profile's `target`, else the embedded default.
+pub fn resolve(project: &Project, target: Option<&str>) -> Result<Target> {
+    let file = Path::new(PROFILES_FILE);
+    let path = project.dir.join(file);
+    if !path.is_file() {
+        if let Some(t) = target.filter(|t| *t != "local") {
+            return Err(Diagnostic::error(format!("--target {t}: the project has no {PROFILES_FILE}; only the embedded `local` target exists"))
+                .with_help(format!("add {PROFILES_FILE} with an output named `{t}`"))
+                .into());
+        }
+        return Ok(Target {
+            name: "local".into(),
+            profile_name: "tally".into(),
+            engine: default_engine(),
+            warehouse: warehouse_url(&project.dir, &default_warehouse(), file)?,
+            threads: None,
+        });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", file, e))?;
+    let mut warnings = Vec::new();
+    let profiles: BTreeMap<String, ProfileDecl> = yaml::parse(file, &text, &[], &mut warnings)?;
+    let wanted = project.profile.clone().unwrap_or_else(|| project.name.clone());
+    let (profile_name, profile) = profiles
+        .get_key_value(&wanted)
+        .or_else(|| profiles.get_key_value("tally"))
+        .or_else(|| if profiles.len() == 1 { profiles.iter().next() } else { None })
+        .ok_or_else(|| {
+            Diagnostic::error(format!("{PROFILES_FILE} has no profile `{wanted}`"))
+                .in_file(file)
+                .with_help(did_you_mean(&wanted, profiles.keys().map(String::as_str)).unwrap_or_else(|| format!("add a top-level `{wanted}:` entry")))
+        })?;
+    let name = target.map(str::to_string).or_else(|| profile.target.clone()).unwrap_or_else(|| "local".into());
+    let output = profile.outputs.get(&name).ok_or_else(|| {
+        Diagnostic::error(format!("profile `{profile_name}` has no target `{name}`"))
+            .in_file(file)
+            .with_help(did_you_mean(&name, profile.outputs.keys().map(String::as_str)).unwrap_or_else(|| {
+                format!("targets: {}", profile.outputs.keys().cloned().collect::<Vec<_>>().join(", "))
+            }))
+    })?;
+    if output.engine != "datafusion" {
+        return Err(Diagnostic::error(format!("target `{name}`: engine type `{}` is not supported; use `datafusion`", output.engine))
+            .in_file(file)
+            .into());
+    }
+    Ok(Target {
+        name,
+        profile_name: profile_name.clone(),
+        engine: output.engine.clone(),
+        warehouse: warehouse_url(&project.dir, &expand_env(&output.warehouse), file)?,
+        threads: output.threads,
+    })
+}
+
+/// `${VAR}` in profile values comes from the environment (so credentials never live in files).
+fn expand_env(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        match rest[i + 2..].find('}') {
+            Some(j) => {
+                out.push_str(&std::env::var(&rest[i + 2..i + 2 + j]).unwrap_or_default());
+                rest = &rest[i + 3 + j..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A URL (`file://`, `memory://`, `s3://`...) or a path relative to the project.
+pub fn warehouse_url(project_dir: &Path, value: &str, file: &Path) -> Result<Url> {
+    let url = if value.contains("://") {
+        Url::parse(value).map_err(|e| Diagnostic::error(format!("warehouse `{value}` is not a valid URL: {e}")).in_file(file))?
+    } else {
+        let p = project_dir.join(value);
+        Url::from_directory_path(&p)
+            .map_err(|_| Diagnostic::error(format!("warehouse path {} is not absolute", p.display())).in_file(file))?
+    };
+    Ok(with_trailing_slash(url))
+}
+
+pub fn with_trailing_slash(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    url
+}
+
+/// A location that is a URL, or a path (relative to the project) made into a `file://` URL.
+pub fn location_url(project_dir: &Path, value: &str) -> Option<Url> {
+    if value.contains("://") {
+        Url::parse(value).ok()
+    } else {
+        let p = project_dir.join(value);
+        if value.ends_with('/') || p.is_dir() {
+            Url::from_directory_path(p).ok()
+        } else {
+            Url::from_file_path(p).ok()
+        }
+    }
+}
+
+impl Target {
+    /// Where a stored node lives: `<warehouse>/<name>/`.
+    pub fn table_url(&self, name: &str) -> Url {
+        let mut url = self.warehouse.clone();
+        url.set_path(&format!("{}{}/", self.warehouse.path(), name));
+        url
+    }
+}

@@ -1,0 +1,323 @@
+//! Read the project from disk into a validated [`Project`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::config::{folder_layers, merge, yaml_layer};
+use super::files::{
+    ColumnDecl, ModelDecl, ProjectFile, PropertiesFile, SourceDecl, DBT_PROJECT_KEYS_IGNORED,
+    DBT_PROPERTIES_KEYS_IGNORED,
+};
+use super::{yaml, Column, MacroFile, Model, Project, Seed, SourceTable};
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::error::{Error, Result};
+
+pub const PROJECT_FILES: [&str; 2] = ["tally_project.yml", "dbt_project.yml"];
+
+/// Load the project in `dir`, with `cli_vars` (from `--vars`) over the project's vars.
+pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Result<Project> {
+    let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("cannot open project directory", dir, e))?;
+    let file = PROJECT_FILES.iter().map(PathBuf::from).find(|f| dir.join(f).is_file()).ok_or_else(|| {
+        Diagnostic::error(format!("no tally_project.yml or dbt_project.yml in {}", dir.display()))
+            .with_help("run tally from a project directory, pass --project-dir, or create one with `tally init <dir>`")
+    })?;
+    let mut warnings = Vec::new();
+    let text = read(&dir, &file)?;
+    let pf: ProjectFile = yaml::parse(&file, &text, DBT_PROJECT_KEYS_IGNORED, &mut warnings)?;
+
+    let mut vars: BTreeMap<String, serde_json::Value> = pf
+        .vars
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
+        .collect();
+    vars.extend(cli_vars.clone());
+
+    let mut errors = Vec::new();
+    let mut props = Properties::default();
+    let mut model_files = Vec::new();
+    for root in &pf.model_paths {
+        for path in walk(&dir, Path::new(root))? {
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("sql") => model_files.push((root.clone(), path)),
+                Some("yml" | "yaml") => {
+                    let text = read(&dir, &path)?;
+                    match yaml::parse::<PropertiesFile>(&path, &text, DBT_PROPERTIES_KEYS_IGNORED, &mut warnings) {
+                        Ok(parsed) => props.add(&path, &text, parsed),
+                        Err(d) => errors.push(d),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let mut models = BTreeMap::new();
+    for (root, path) in model_files {
+        let name = stem(&path);
+        let sql = read(&dir, &path)?;
+        let decl = props.models.remove(&name);
+        let segments = folders_below(root.as_ref(), &path);
+        let mut layers = folder_layers(pf.models.as_ref(), &pf.name, &segments);
+        if let Some((_, d)) = &decl {
+            layers.push(yaml_layer(&d.config));
+        }
+        let config = merge(layers);
+        if config.get("enabled") == Some(&serde_json::Value::Bool(false)) {
+            continue;
+        }
+        let model = Model {
+            checksum: checksum(&sql),
+            description: decl.as_ref().and_then(|(_, d)| d.description.clone()),
+            columns: decl.as_ref().map(|(_, d)| columns(&d.columns)).unwrap_or_default(),
+            properties_file: decl.map(|(f, _)| f),
+            name: name.clone(),
+            path,
+            sql,
+            config,
+        };
+        if let Some(prev) = models.insert(name.clone(), model) {
+            errors.push(
+                Diagnostic::error(format!("two models are named `{name}`: {} and this file", prev.path.display()))
+                    .in_file(&models[&name].path)
+                    .with_help("model names must be unique across the project: rename one of the files"),
+            );
+        }
+    }
+
+    let mut seeds = BTreeMap::new();
+    for root in &pf.seed_paths {
+        for path in walk(&dir, Path::new(root))? {
+            if path.extension().and_then(|e| e.to_str()) != Some("csv") {
+                continue;
+            }
+            let name = stem(&path);
+            let text = read(&dir, &path)?;
+            let decl = props.seeds.remove(&name);
+            let mut layers = folder_layers(pf.seeds.as_ref(), &pf.name, &folders_below(root.as_ref(), &path));
+            if let Some((_, d)) = &decl {
+                layers.push(yaml_layer(&d.config));
+            }
+            let seed = Seed {
+                checksum: checksum(&text),
+                description: decl.as_ref().and_then(|(_, d)| d.description.clone()),
+                columns: decl.as_ref().map(|(_, d)| columns(&d.columns)).unwrap_or_default(),
+                config: merge(layers),
+                name: name.clone(),
+                path: path.clone(),
+            };
+            if models.contains_key(&name) {
+                errors.push(
+                    Diagnostic::error(format!("seed `{name}` has the same name as a model"))
+                        .in_file(&path)
+                        .with_help("rename the seed file or the model: `ref()` must name exactly one of them"),
+                );
+            }
+            seeds.insert(name, seed);
+        }
+    }
+
+    for (name, (file, line)) in props.model_lines {
+        if !models.contains_key(&name) && !seeds.contains_key(&name) {
+            let mut w = Diagnostic::error(format!("properties declared for model `{name}`, but no such model file exists"))
+                .at(&file, line, 0);
+            if let Some(h) = did_you_mean(&name, models.keys().map(String::as_str)) {
+                w = w.with_help(h);
+            }
+            warnings.push(w);
+        }
+    }
+
+    let mut macros = Vec::new();
+    for root in &pf.macro_paths {
+        for path in walk(&dir, Path::new(root))? {
+            if path.extension().and_then(|e| e.to_str()) == Some("sql") {
+                let text = read(&dir, &path)?;
+                macros.push(MacroFile { path, text });
+            }
+        }
+    }
+
+    errors.extend(props.errors);
+    if !errors.is_empty() {
+        return Err(Error::Project(errors));
+    }
+    let mut clean_targets: Vec<PathBuf> = pf.clean_targets.iter().map(PathBuf::from).collect();
+    if clean_targets.is_empty() {
+        clean_targets.push(PathBuf::from(&pf.target_path));
+    }
+    Ok(Project {
+        dir,
+        name: pf.name,
+        file,
+        profile: pf.profile,
+        target_path: PathBuf::from(pf.target_path),
+        clean_targets,
+        vars,
+        models,
+        seeds,
+        sources: props.sources,
+        macros,
+        warnings,
+    })
+}
+
+/// Properties gathered from every YAML file under the model paths.
+#[derive(Default)]
+struct Properties {
+    models: BTreeMap<String, (PathBuf, ModelDecl)>,
+    seeds: BTreeMap<String, (PathBuf, ModelDecl)>,
+    model_lines: BTreeMap<String, (PathBuf, usize)>,
+    sources: BTreeMap<(String, String), SourceTable>,
+    errors: Vec<Diagnostic>,
+}
+
+impl Properties {
+    fn add(&mut self, file: &Path, text: &str, parsed: PropertiesFile) {
+        for m in parsed.models {
+            let line = line_of_name(text, "models", &m.name);
+            if let Some((prev, _)) = self.models.get(&m.name) {
+                self.errors.push(
+                    Diagnostic::error(format!("model `{}` is described twice (also in {})", m.name, prev.display()))
+                        .at(file, line, 0)
+                        .with_help("keep one properties entry per model"),
+                );
+                continue;
+            }
+            self.model_lines.insert(m.name.clone(), (file.to_path_buf(), line));
+            self.models.insert(m.name.clone(), (file.to_path_buf(), m));
+        }
+        for s in parsed.seeds {
+            self.seeds.insert(s.name.clone(), (file.to_path_buf(), s));
+        }
+        for source in parsed.sources {
+            self.add_source(file, text, source);
+        }
+    }
+
+    fn add_source(&mut self, file: &Path, text: &str, source: SourceDecl) {
+        let source_location = source.location.clone().or_else(|| meta_location(&source.meta));
+        for t in source.tables {
+            let identifier = t.identifier.clone().unwrap_or_else(|| t.name.clone());
+            let own = t.location.clone().or_else(|| meta_location(&t.meta));
+            let location = match (own, &source_location) {
+                (Some(own), _) => Some(own),
+                (None, Some(root)) if root.contains("{name}") || root.contains("{identifier}") => Some(root.clone()),
+                (None, Some(root)) => Some(format!("{}/{}", root.trim_end_matches('/'), identifier)),
+                (None, None) => None,
+            }
+            .map(|l| l.replace("{name}", &t.name).replace("{identifier}", &identifier));
+            let key = (source.name.clone(), t.name.clone());
+            let line = line_of_name(text, "tables", &t.name);
+            if self.sources.contains_key(&key) {
+                self.errors.push(
+                    Diagnostic::error(format!("source table `{}.{}` is declared twice", key.0, key.1))
+                        .at(file, line, 0),
+                );
+                continue;
+            }
+            self.sources.insert(
+                key,
+                SourceTable {
+                    source: source.name.clone(),
+                    name: t.name.clone(),
+                    identifier,
+                    description: t.description.clone(),
+                    location,
+                    loaded_at_field: t.loaded_at_field.clone().or_else(|| source.loaded_at_field.clone()),
+                    columns: columns(&t.columns),
+                    file: file.to_path_buf(),
+                    line,
+                },
+            );
+        }
+    }
+}
+
+/// dbt-duckdb's convention: `meta: {external_location: "s3://b/{name}.parquet"}`.
+fn meta_location(meta: &BTreeMap<String, serde_yaml_ng::Value>) -> Option<String> {
+    meta.get("external_location").and_then(|v| v.as_str()).map(str::to_string)
+}
+
+fn columns(decls: &[ColumnDecl]) -> Vec<Column> {
+    decls
+        .iter()
+        .map(|c| Column { name: c.name.clone(), description: c.description.clone(), data_type: c.data_type.clone() })
+        .collect()
+}
+
+/// Line of `- name: <name>` below the first `<section>:` line.
+fn line_of_name(text: &str, section: &str, name: &str) -> usize {
+    let start = text.lines().position(|l| l.trim_start().starts_with(&format!("{section}:"))).unwrap_or(0);
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .find(|(_, l)| {
+            let t = l.trim_start().trim_start_matches("- ").trim_start();
+            t.strip_prefix("name:").is_some_and(|v| v.trim().trim_matches(['"', '\'']) == name)
+        })
+        .map_or(0, |(i, _)| i + 1)
+}
+
+fn read(dir: &Path, rel: &Path) -> Result<String> {
+    std::fs::read_to_string(dir.join(rel)).map_err(|e| Error::io("cannot read", rel, e))
+}
+
+fn checksum(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Folder names between `root` and the file, e.g. `models/staging/crm/x.sql` -> [staging, crm].
+fn folders_below(root: &Path, path: &Path) -> Vec<String> {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.parent()
+        .map(|p| p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Every file below `dir/root`, as project-relative paths, sorted. A missing root is empty.
+fn walk(dir: &Path, root: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(rel) = stack.pop() {
+        let abs = dir.join(&rel);
+        if !abs.is_dir() {
+            continue;
+        }
+        let entries = std::fs::read_dir(&abs).map_err(|e| Error::io("cannot list", &rel, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("cannot list", &rel, e))?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let child = rel.join(&name);
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(child);
+            } else {
+                out.push(child);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Parse `--vars` (YAML or JSON mapping).
+pub fn parse_cli_vars(text: &str) -> Result<BTreeMap<String, serde_json::Value>> {
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+        .map_err(|e| Error::Usage(format!("--vars is not valid YAML: {e}")))?;
+    let json = serde_json::to_value(&value).map_err(|e| Error::Usage(format!("--vars: {e}")))?;
+    match json {
+        serde_json::Value::Object(map) => Ok(map.into_iter().collect()),
+        serde_json::Value::Null => Ok(BTreeMap::new()),
+        _ => Err(Error::Usage("--vars must be a mapping, e.g. --vars '{as_of: 2024-06-30}'".into())),
+    }
+}
+

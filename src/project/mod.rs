@@ -1,0 +1,105 @@
+//! The loaded project: every model, seed, source and macro, validated.
+//!
+//! Loading reads files only; nothing is rendered or planned here. What a model
+//! references, and its final config, are known after rendering (`render`).
+
+mod config;
+mod files;
+mod load;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+pub use config::{merge as merge_config, tags_of, ConfigLayer, Materialization};
+pub use load::{load, parse_cli_vars, PROJECT_FILES};
+pub use yaml::Warning;
+
+#[derive(Debug)]
+pub struct Project {
+    /// Absolute project directory; every other path is relative to it.
+    pub dir: PathBuf,
+    pub name: String,
+    /// `tally_project.yml` or `dbt_project.yml`.
+    pub file: PathBuf,
+    pub profile: Option<String>,
+    pub target_path: PathBuf,
+    pub clean_targets: Vec<PathBuf>,
+    /// Project vars, with `--vars` applied on top.
+    pub vars: BTreeMap<String, Json>,
+    pub models: BTreeMap<String, Model>,
+    pub seeds: BTreeMap<String, Seed>,
+    /// Keyed by (source name, table name).
+    pub sources: BTreeMap<(String, String), SourceTable>,
+    pub macros: Vec<MacroFile>,
+    pub warnings: Vec<Warning>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Column {
+    pub name: String,
+    pub description: Option<String>,
+    /// Declared SQL type, e.g. `varchar`, `decimal(18,2)`, `timestamp`.
+    pub data_type: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    /// e.g. `models/staging/stg_accounts.sql`.
+    pub path: PathBuf,
+    pub sql: String,
+    /// sha256 of the file, hex.
+    pub checksum: String,
+    pub description: Option<String>,
+    pub columns: Vec<Column>,
+    /// Folder config and properties `config:`, merged (the model's own
+    /// `config()` call is applied after rendering).
+    pub config: ConfigLayer,
+    /// The properties file that describes the model, if any.
+    pub properties_file: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct Seed {
+    pub name: String,
+    pub path: PathBuf,
+    pub checksum: String,
+    pub description: Option<String>,
+    pub columns: Vec<Column>,
+    pub config: ConfigLayer,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    pub source: String,
+    pub name: String,
+    /// Name of the table's files/folder when it differs from `name`.
+    pub identifier: String,
+    pub description: Option<String>,
+    /// Unrendered location: the table's own (`location`, `meta.external_location`)
+    /// or the source's root joined with the identifier. None: the profile's default.
+    pub location: Option<String>,
+    pub loaded_at_field: Option<String>,
+    pub columns: Vec<Column>,
+    /// Where it is declared, for diagnostics.
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct MacroFile {
+    /// e.g. `macros/dedupe.sql`; also its template name.
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl Project {
+    /// Names that `ref()` can resolve: models and seeds.
+    pub fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.models.keys().chain(self.seeds.keys()).map(String::as_str)
+    }
+}

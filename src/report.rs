@@ -1,0 +1,112 @@
+//! What the user sees while and after models run: a progress bar on a
+//! terminal, one plain line per node otherwise, and a summary table.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::run::{NodeResult, Progress, Status};
+
+pub struct Reporter {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    running: Mutex<Vec<String>>,
+}
+
+impl Reporter {
+    pub fn new(total: usize, quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stdout().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total as u64);
+            if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}") {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Reporter { bar, quiet, running: Mutex::new(Vec::new()) }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn set_running(&self, f: impl FnOnce(&mut Vec<String>)) {
+        if let (Some(bar), Ok(mut running)) = (&self.bar, self.running.lock()) {
+            f(&mut running);
+            bar.set_message(running.join(", "));
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn started(&self, name: &str) {
+        self.set_running(|r| r.push(name.to_string()));
+    }
+
+    fn finished(&self, r: &NodeResult) {
+        self.set_running(|running| running.retain(|n| n != &r.name));
+        let line = line(r);
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.println(line);
+            }
+            None if !self.quiet || r.status == Status::Error => println!("{line}"),
+            None => {}
+        }
+    }
+}
+
+fn line(r: &NodeResult) -> String {
+    let status = match r.status {
+        Status::Success => "OK   ",
+        Status::Error => "ERROR",
+        Status::Skipped => "SKIP ",
+    };
+    let rows = r.rows.map(|n| format!(" {n} rows")).unwrap_or_default();
+    let msg = r.message.as_ref().map(|m| format!("\n      {m}")).unwrap_or_default();
+    format!("{status} {} [{}{rows} in {:.2}s]{msg}", r.name, r.materialized.as_str(), r.execution_time)
+}
+
+/// The end-of-run table and totals line.
+pub fn summary(results: &[NodeResult], elapsed: f64) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(["model", "materialized", "status", "rows", "bytes", "seconds"]);
+    for r in results {
+        let status = match r.status {
+            Status::Success => "ok",
+            Status::Error => "error",
+            Status::Skipped => "skipped",
+        };
+        table.add_row(vec![
+            Cell::new(&r.name),
+            Cell::new(r.materialized.as_str()),
+            Cell::new(status),
+            Cell::new(r.rows.map(|n| n.to_string()).unwrap_or_default()).set_alignment(CellAlignment::Right),
+            Cell::new(r.bytes.map(human_bytes).unwrap_or_default()).set_alignment(CellAlignment::Right),
+            Cell::new(format!("{:.2}", r.execution_time)).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    let count = |s: Status| results.iter().filter(|r| r.status == s).count();
+    format!(
+        "{table}\nDone in {elapsed:.2}s: {} ok, {} error, {} skipped",
+        count(Status::Success),
+        count(Status::Error),
+        count(Status::Skipped)
+    )
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
+}
