@@ -1,0 +1,133 @@
+//! Helpers for end-to-end tests: copy a fixture project, run the real binary,
+//! and read published Delta tables back *without tally* (log JSON + parquet crate).
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh copy of `tests_data/projects/<name>` in a temp dir.
+pub fn fixture(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&repo_root().join("tests_data/projects").join(name), dir.path());
+    dir
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// Run `tally <args> --project-dir <dir>`.
+pub fn tally(dir: &Path, args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .arg("--project-dir")
+        .arg(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("TALLY_TARGET")
+        .output()
+        .expect("run tally");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The active files of the Delta table at `table_dir`, replaying `_delta_log/*.json`.
+pub fn delta_files(table_dir: &Path) -> Vec<PathBuf> {
+    let log = table_dir.join("_delta_log");
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&log)
+        .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    let mut active = BTreeSet::new();
+    for c in commits {
+        for line in std::fs::read_to_string(&c).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(p) = action.pointer("/add/path").and_then(|p| p.as_str()) {
+                active.insert(p.to_string());
+            }
+            if let Some(p) = action.pointer("/remove/path").and_then(|p| p.as_str()) {
+                active.remove(p);
+            }
+        }
+    }
+    active.into_iter().map(|p| table_dir.join(p)).collect()
+}
+
+/// All rows of the Delta table at `table_dir`, read with the parquet crate.
+pub fn read_delta(table_dir: &Path) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for f in delta_files(table_dir) {
+        let file = std::fs::File::open(&f).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        for b in reader {
+            out.push(b.unwrap());
+        }
+    }
+    out
+}
+
+/// Rows as strings, `col=value` joined by `, `, sorted: easy to compare by eye.
+pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let formatters: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
+        for row in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .schema()
+                .fields()
+                .iter()
+                .zip(&formatters)
+                .map(|(f, fmt)| format!("{}={}", f.name(), fmt.value(row)))
+                .collect();
+            out.push(cells.join(", "));
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn run_results(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("target/run_results.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The result entry for `name` in run_results.json.
+pub fn result_of<'a>(results: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    results["results"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no result for {name}"))
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `tally` binary on fixture projects in `tests_data/`.
+
+mod common;
+
+mod build;
+mod errors;
+mod memory;
+mod select;
+mod sources;

@@ -1,0 +1,127 @@
+//! Sources: Parquet folders typed by declared columns or by their footers.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+
+use crate::common::*;
+
+fn write_parquet(path: &std::path::Path, batch: &RecordBatch) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+fn raw_data(root: &std::path::Path) {
+    // accounts: naive timestamps (isAdjustedToUTC=false), two files.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("account_id", DataType::Utf8, true),
+        Field::new("employee_count", DataType::Int64, true),
+        Field::new("created_at", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+    ]));
+    let b1 = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["a1", "a2"])) as ArrayRef,
+            Arc::new(Int64Array::from(vec![10, 200])),
+            Arc::new(TimestampMicrosecondArray::from(vec![1_704_067_200_000_000, 1_706_745_600_000_000])),
+        ],
+    )
+    .unwrap();
+    let b2 = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a3"])) as ArrayRef,
+            Arc::new(Int64Array::from(vec![5000])),
+            Arc::new(TimestampMicrosecondArray::from(vec![1_709_251_200_000_000])),
+        ],
+    )
+    .unwrap();
+    write_parquet(&root.join("accounts/part-0.parquet"), &b1);
+    write_parquet(&root.join("accounts/part-1.parquet"), &b2);
+    // opportunities: amounts as DECIMAL(18,2).
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("opportunity_id", DataType::Utf8, true),
+        Field::new("account_id", DataType::Utf8, true),
+        Field::new("amount", DataType::Decimal128(18, 2), true),
+    ]));
+    let b = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["o1", "o2", "o3"])) as ArrayRef,
+            Arc::new(StringArray::from(vec![Some("a1"), Some("a1"), None])),
+            Arc::new(Decimal128Array::from(vec![100_050, 25_000, 999]).with_precision_and_scale(18, 2).unwrap()),
+        ],
+    )
+    .unwrap();
+    write_parquet(&root.join("opportunities/data.parquet"), &b);
+}
+
+const PROJECT: &str = "name: src\nvars:\n  raw_root: raw\nmodels:\n  src:\n    +materialized: table\n";
+
+const SOURCES: &str = r#"version: 2
+sources:
+  - name: crm
+    location: "{{ var('raw_root') }}"
+    tables:
+      - name: accounts
+      - name: opportunities
+        columns:
+          - name: opportunity_id
+            data_type: varchar
+          - name: account_id
+            data_type: varchar
+          - name: amount
+            data_type: decimal(38,4)
+"#;
+
+const MODEL: &str = "select a.account_id, a.created_at, count(o.opportunity_id) as opps, sum(o.amount) as amount
+from {{ source('crm', 'accounts') }} a
+left join {{ source('crm', 'opportunities') }} o on o.account_id = a.account_id
+group by a.account_id, a.created_at
+";
+
+#[test]
+fn sources_are_typed_from_declarations_or_footers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tally_project.yml"), PROJECT).unwrap();
+    std::fs::create_dir_all(d.join("models")).unwrap();
+    std::fs::write(d.join("models/sources.yml"), SOURCES).unwrap();
+    std::fs::write(d.join("models/account_pipeline.sql"), MODEL).unwrap();
+    raw_data(&d.join("raw"));
+
+    tally(d, &["compile"]).assert_code(0);
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("target/manifest.json")).unwrap()).unwrap();
+    let acc = &manifest["sources"]["source.crm.accounts"]["columns"];
+    // Inferred from footers; naive timestamps are read as UTC instants.
+    assert_eq!(acc[2]["data_type"], "Timestamp(µs, \"UTC\")");
+    let opp = &manifest["sources"]["source.crm.opportunities"]["columns"];
+    assert_eq!(opp[2]["data_type"], "Decimal128(38, 4)");
+
+    tally(d, &["build"]).assert_code(0);
+    // a1: 1000.50 + 250.00; a2, a3: no opportunities (o3 has a null account).
+    assert_eq!(
+        rows(&read_delta(&d.join("warehouse/account_pipeline"))),
+        [
+            "account_id=a1, created_at=2024-01-01T00:00:00Z, opps=2, amount=1250.5000",
+            "account_id=a2, created_at=2024-02-01T00:00:00Z, opps=0, amount=NULL",
+            "account_id=a3, created_at=2024-03-01T00:00:00Z, opps=0, amount=NULL",
+        ]
+    );
+
+    // The same models over another copy of the data, chosen by a var.
+    copy_dir(&d.join("raw"), &d.join("raw2"));
+    std::fs::remove_file(d.join("raw2/accounts/part-1.parquet")).unwrap();
+    tally(d, &["build", "--vars", "{raw_root: raw2}"]).assert_code(0);
+    assert_eq!(rows(&read_delta(&d.join("warehouse/account_pipeline"))).len(), 2);
+
+    // A source with no files is a project error naming the YAML file and line.
+    let run = tally(d, &["build", "--vars", "{raw_root: nowhere}"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("error: models/sources.yml:6: source `crm.accounts`"), "{}", run.stderr);
+}

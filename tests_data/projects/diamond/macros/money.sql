@@ -1,0 +1,3 @@
+{% macro cents(col) -%}
+cast(round({{ col }} * 100) as bigint)
+{%- endmacro %}

@@ -1,0 +1,3 @@
+-- accounts mart
+select *
+from {{ ref('stg_acounts') }}

@@ -1,0 +1,4 @@
+select
+    id
+from {{ ref('ok') }}
+where id > {{ var('threshold' }}

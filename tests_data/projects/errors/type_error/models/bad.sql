@@ -1,0 +1,5 @@
+{{ config(materialized='table') }}
+select
+    id,
+    amount + true as broken
+from {{ ref('base') }}

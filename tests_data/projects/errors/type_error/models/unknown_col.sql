@@ -1,0 +1,4 @@
+select
+    id,
+    amont
+from {{ ref('base') }}
