@@ -294,6 +294,37 @@ mod tests {
     }
 
     #[test]
+    fn context_functions_and_refs_inside_macros() {
+        let (_d, p) = fixture(
+            &[
+                ("models/a.sql", "select 1 as x"),
+                (
+                    "models/b.sql",
+                    "select '{{ env_var('TALLY_TEST_UNSET_VAR', 'dflt') }}', '{{ target.name }}', '{{ this }}', '{{ this.name }}', {{ is_incremental() }}, x from {{ upstream() }}",
+                ),
+            ],
+            &[("macros/m.sql", "{% macro upstream() %}{{ ref('a') }}{% endmacro %}")],
+        );
+        let r = Renderer::new(&p, &target(), "t").unwrap();
+        let out = r.render(Path::new("models/b.sql"), &p.models["b"].sql, "b").unwrap();
+        assert_eq!(out.sql, "select 'dflt', 'dev', '\"b\"', 'b', False, x from \"a\"");
+        // The ref made inside the macro is a dependency of the model.
+        assert_eq!(out.refs, vec!["a"]);
+    }
+
+    #[test]
+    fn two_argument_ref_and_unset_env_var_are_errors() {
+        let (_d, p) = fixture(&[("models/a.sql", "select 1"), ("models/b.sql", "select * from {{ ref('pkg', 'a') }}")], &[]);
+        let r = Renderer::new(&p, &target(), "t").unwrap();
+        let e = r.render(Path::new("models/b.sql"), &p.models["b"].sql, "b").unwrap_err();
+        assert!(e.message.contains("two-argument ref"), "{}", e.message);
+        let e = r.render(Path::new("models/c.sql"), "{{ env_var('TALLY_TEST_UNSET_VAR') }}", "c").unwrap_err();
+        assert!(e.message.contains("not set"), "{}", e.message);
+        let e = r.render(Path::new("models/c.sql"), "{{ var('nope') }}", "c").unwrap_err();
+        assert!(e.message.contains("var('nope') is not set"), "{}", e.message);
+    }
+
+    #[test]
     fn missing_ref_names_line_and_suggests() {
         let (_d, p) = fixture(&[("models/stg_accounts.sql", "select 1"), ("models/b.sql", "select *\nfrom {{ ref('stg_acounts') }}")], &[]);
         let r = Renderer::new(&p, &target(), "t").unwrap();
