@@ -14,6 +14,7 @@ pub mod commands;
 pub mod compile;
 pub mod dag;
 pub mod diagnostic;
+pub mod generate;
 pub mod error;
 pub mod materialize;
 pub mod plan;
