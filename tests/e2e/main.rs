@@ -4,6 +4,8 @@ mod common;
 
 mod build;
 mod errors;
+mod revenue;
+mod revenue_scale;
 mod memory;
 mod select;
 mod sources;
