@@ -25,6 +25,15 @@ struct Metadata<'a> {
     generated_at: &'a str,
 }
 
+fn metadata(c: &Compiled) -> Metadata<'_> {
+    Metadata {
+        tally_version: env!("CARGO_PKG_VERSION"),
+        project_name: &c.project.name,
+        target: &c.target.name,
+        generated_at: &c.run_started_at,
+    }
+}
+
 #[derive(Serialize)]
 struct ManifestNode<'a> {
     name: &'a str,
@@ -114,12 +123,7 @@ pub fn write_compiled(c: &Compiled) -> Result<()> {
         })
         .collect();
     let manifest = Manifest {
-        metadata: Metadata {
-            tally_version: env!("CARGO_PKG_VERSION"),
-            project_name: &c.project.name,
-            target: &c.target.name,
-            generated_at: &c.run_started_at,
-        },
+        metadata: metadata(c),
         nodes,
         sources,
     };
@@ -137,12 +141,7 @@ struct RunResults<'a> {
 
 pub fn write_run_results(c: &Compiled, command: &str, elapsed: f64, results: &[NodeResult]) -> Result<()> {
     let doc = RunResults {
-        metadata: Metadata {
-            tally_version: env!("CARGO_PKG_VERSION"),
-            project_name: &c.project.name,
-            target: &c.target.name,
-            generated_at: &c.run_started_at,
-        },
+        metadata: metadata(c),
         command,
         elapsed_time: elapsed,
         peak_rss_bytes: peak_rss_bytes(),

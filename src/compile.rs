@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use tracing::info_span;
@@ -151,12 +150,16 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
 
     let deps: BTreeMap<String, Vec<String>> = nodes.iter().map(|(n, node)| (n.clone(), node.refs.clone())).collect();
     let dag = Dag::build(&deps).map_err(|cycle| {
-        let first = &nodes[&cycle.0[0]];
-        let next = cycle.0.get(1).cloned().unwrap_or_default();
-        let (line, col) = ref_position(&first.source_text, &next).unwrap_or((0, 0));
-        Diagnostic::error(format!("dependency cycle: {cycle}"))
-            .at(&first.path, line, col)
-            .with_help("each arrow is a ref() to the next model; remove one of them to break the cycle")
+        let d = Diagnostic::error(format!("dependency cycle: {cycle}"))
+            .with_help("each arrow is a ref() to the next model; remove one of them to break the cycle");
+        match cycle.0.first().and_then(|n| nodes.get(n)) {
+            Some(first) => {
+                let next = cycle.0.get(1).cloned().unwrap_or_default();
+                let (line, col) = ref_position(&first.source_text, &next).unwrap_or((0, 0));
+                d.at(&first.path, line, col)
+            }
+            None => d,
+        }
     })?;
 
     let engine = Engine::new(threads);
@@ -305,9 +308,3 @@ fn ref_position(text: &str, name: &str) -> Option<(usize, usize)> {
     None
 }
 
-/// Names of nodes whose results are kept across runs (tables and seeds).
-pub fn stored(compiled: &Compiled) -> impl Iterator<Item = &Node> {
-    compiled.nodes.values().filter(|n| n.materialized.is_stored())
-}
-
-pub type SharedCompiled = Arc<Compiled>;

@@ -116,7 +116,7 @@ pub fn byte_offset(text: &str, line: usize, column: usize) -> Option<usize> {
 
 /// 1-based (line, column) of a byte offset in `text`.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)

@@ -244,13 +244,17 @@ fn template_error(file: &Path, text: &str, prefix: usize, e: &minijinja::Error) 
     };
     let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
     let message = format!("template error: {detail}");
-    let (line, column, len) = match (e.range(), e.line()) {
-        (Some(r), _) if r.start >= prefix => {
-            let (l, c) = line_col(&text, r.start - prefix);
-            (l, c, text[r.start - prefix..(r.end - prefix).min(text.len())].chars().count())
+    let span = e.range().filter(|r| r.start >= prefix).and_then(|r| {
+        let (start, end) = (r.start - prefix, r.end.saturating_sub(prefix));
+        text.get(start..end.min(text.len())).map(|s| (start, s.chars().count()))
+    });
+    let (line, column, len) = match (span, e.line()) {
+        (Some((start, len)), _) => {
+            let (l, c) = line_col(&text, start);
+            (l, c, len)
         }
-        (_, Some(l)) => (l, 0, 0),
-        _ => (0, 0, 0),
+        (None, Some(l)) => (l, 0, 0),
+        (None, None) => (0, 0, 0),
     };
     let mut d = Diagnostic::error(message).at(file, line, column).with_span_len(len);
     if matches!(e.kind(), ErrorKind::UndefinedError) {

@@ -102,6 +102,7 @@ pub async fn run(compiled: Arc<Compiled>, selected: &BTreeSet<String>, threads: 
         };
         r.started_at = started.get(&name).copied().unwrap_or_default();
         r.completed_at = run_start.elapsed().as_secs_f64();
+        tracing::info!(node = %name, status = ?r.status, rows = ?r.rows, seconds = secs, "node finished");
         progress.finished(&r);
         if r.status == Status::Success {
             for child in compiled.dag.children(&name) {
