@@ -150,6 +150,20 @@ pub fn write_run_results(c: &Compiled, command: &str, elapsed: f64, results: &[N
     write_json(&c.project.dir.join(&c.project.target_path).join("run_results.json"), &doc)
 }
 
+#[derive(Serialize)]
+struct TestResults<'a> {
+    metadata: Metadata<'a>,
+    command: &'static str,
+    elapsed_time: f64,
+    assertions: &'a [crate::assertions::Outcome],
+}
+
+/// `target/run_results.json` of `tally test`: one entry per assertion.
+pub fn write_test_results(c: &Compiled, elapsed: f64, outcomes: &[crate::assertions::Outcome]) -> Result<()> {
+    let doc = TestResults { metadata: metadata(c), command: "test", elapsed_time: elapsed, assertions: outcomes };
+    write_json(&c.project.dir.join(&c.project.target_path).join("run_results.json"), &doc)
+}
+
 /// Peak resident memory of this process (Linux `VmHWM`), for benchmarks and tests.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

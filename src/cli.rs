@@ -57,6 +57,14 @@ pub enum Command {
     Run(Selection),
     /// Build the selected models (run; assertions join in as they are declared).
     Build(Selection),
+    /// Run the data tests declared in YAML on the published tables; exit 1 when an error-level one fails.
+    Test {
+        #[command(flatten)]
+        selection: Selection,
+        /// Also write the results as JUnit XML (for CI systems).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
     /// List what a selection resolves to.
     Ls {
         #[command(flatten)]

@@ -9,6 +9,7 @@
 //! [`compile::compile`] runs the chain up to typed plans; [`run::run`] executes it.
 
 pub mod artifacts;
+pub mod assertions;
 pub mod cli;
 pub mod commands;
 pub mod compile;

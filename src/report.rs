@@ -110,3 +110,41 @@ pub fn human_bytes(b: u64) -> String {
     }
     if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
 }
+
+/// JUnit XML: one testsuite per relation, one testcase per assertion; a
+/// failed or erroring assertion is a `<failure>`, a warning passes with its
+/// counts in `<system-out>`. (Escaping five characters by hand is simpler
+/// than a dependency.)
+pub fn junit(outcomes: &[crate::assertions::Outcome], elapsed: f64) -> String {
+    use crate::assertions::Status;
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;");
+    let mut suites: std::collections::BTreeMap<&str, Vec<&crate::assertions::Outcome>> = Default::default();
+    for o in outcomes {
+        suites.entry(o.relation.as_str()).or_default().push(o);
+    }
+    let failures = outcomes.iter().filter(|o| matches!(o.status, Status::Fail | Status::Error)).count();
+    let mut x = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tally\" tests=\"{}\" failures=\"{failures}\" time=\"{elapsed:.3}\">\n",
+        outcomes.len()
+    );
+    for (relation, list) in suites {
+        let f = list.iter().filter(|o| matches!(o.status, Status::Fail | Status::Error)).count();
+        x.push_str(&format!("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\">\n", esc(relation), list.len()));
+        for o in list {
+            let counts = format!("{} failing of {} rows checked (observed {}, threshold {})", o.failing_rows, o.rows_checked, o.observed, o.threshold);
+            x.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" line=\"{}\">", esc(relation), esc(&o.name), esc(&o.file), o.line));
+            match o.status {
+                Status::Fail | Status::Error => {
+                    let msg = o.message.clone().unwrap_or_else(|| counts.clone());
+                    x.push_str(&format!("<failure type=\"{}\" message=\"{}\">{}:{}: {}</failure>", o.status_word(), esc(&msg), esc(&o.file), o.line, esc(&counts)));
+                }
+                Status::Warn => x.push_str(&format!("<system-out>warn: {}</system-out>", esc(&counts))),
+                Status::Pass => {}
+            }
+            x.push_str("</testcase>\n");
+        }
+        x.push_str("  </testsuite>\n");
+    }
+    x.push_str("</testsuites>\n");
+    x
+}

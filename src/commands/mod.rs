@@ -2,6 +2,7 @@
 
 mod init;
 mod show;
+mod test;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub async fn dispatch(global: &Global, command: Command) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Test { selection, junit } => test::test(global, &selection, junit.as_deref()).await,
         Command::Show { model, limit, format } => show::show(global, &model, limit, format).await.map(|_| 0),
     }
 }
@@ -87,7 +89,7 @@ pub async fn compile_project(global: &Global) -> Result<Compiled> {
     compile(p, target, threads).await
 }
 
-fn resolve_selection(c: &Compiled, sel: &Selection) -> Result<BTreeSet<String>> {
+pub(crate) fn resolve_selection(c: &Compiled, sel: &Selection) -> Result<BTreeSet<String>> {
     let facts: Vec<NodeFacts<'_>> = c
         .nodes
         .values()

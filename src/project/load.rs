@@ -10,7 +10,7 @@ use super::files::{
     ColumnDecl, ModelDecl, ProjectFile, PropertiesFile, SourceDecl, DBT_PROJECT_KEYS_IGNORED,
     DBT_PROPERTIES_KEYS_IGNORED,
 };
-use super::{yaml, Column, MacroFile, Model, Project, Seed, SourceTable};
+use super::{yaml, Column, MacroFile, Model, Project, Seed, SourceTable, TestDecl};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::error::{Error, Result};
 
@@ -68,6 +68,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
             continue;
         }
         let model = Model {
+            tests: decl.as_ref().map(|(f, d)| tests_of(f, &props.texts[f], &d.name, &d.columns, &d.tests, &d.data_tests)).unwrap_or_default(),
             checksum: checksum(&sql),
             description: decl.as_ref().and_then(|(_, d)| d.description.clone()),
             columns: decl.as_ref().map(|(_, d)| columns(&d.columns)).unwrap_or_default(),
@@ -100,6 +101,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
                 layers.push(yaml_layer(&d.config));
             }
             let seed = Seed {
+                tests: decl.as_ref().map(|(f, d)| tests_of(f, &props.texts[f], &d.name, &d.columns, &d.tests, &d.data_tests)).unwrap_or_default(),
                 checksum: checksum(&text),
                 description: decl.as_ref().and_then(|(_, d)| d.description.clone()),
                 columns: decl.as_ref().map(|(_, d)| columns(&d.columns)).unwrap_or_default(),
@@ -166,6 +168,8 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
 /// Properties gathered from every YAML file under the model paths.
 #[derive(Default)]
 struct Properties {
+    /// File texts, to locate each test's line.
+    texts: BTreeMap<PathBuf, String>,
     models: BTreeMap<String, (PathBuf, ModelDecl)>,
     seeds: BTreeMap<String, (PathBuf, ModelDecl)>,
     model_lines: BTreeMap<String, (PathBuf, usize)>,
@@ -175,6 +179,7 @@ struct Properties {
 
 impl Properties {
     fn add(&mut self, file: &Path, text: &str, parsed: PropertiesFile) {
+        self.texts.insert(file.to_path_buf(), text.to_string());
         for m in parsed.models {
             let line = line_of_name(text, "models", &m.name);
             if let Some((prev, _)) = self.models.get(&m.name) {
@@ -227,6 +232,7 @@ impl Properties {
                     location,
                     loaded_at_field: t.loaded_at_field.clone().or_else(|| source.loaded_at_field.clone()),
                     columns: columns(&t.columns),
+                    tests: tests_of(file, text, &t.name, &t.columns, &t.tests, &t.data_tests),
                     file: file.to_path_buf(),
                     line,
                 },
@@ -245,6 +251,39 @@ fn columns(decls: &[ColumnDecl]) -> Vec<Column> {
         .iter()
         .map(|c| Column { name: c.name.clone(), description: c.description.clone(), data_type: c.data_type.clone() })
         .collect()
+}
+
+/// Every `tests:`/`data_tests:` entry of a model, seed or source table, with
+/// the line it is on (found from the entry's test name, after the node's line).
+fn tests_of(file: &Path, text: &str, node: &str, cols: &[ColumnDecl], tests: &[serde_yaml_ng::Value], data_tests: &[serde_yaml_ng::Value]) -> Vec<TestDecl> {
+    let node_line = text.lines().position(|l| {
+        let t = l.trim_start().trim_start_matches("- ").trim_start();
+        t.strip_prefix("name:").is_some_and(|v| v.trim().trim_matches(['"', '\'']) == node)
+    });
+    let mut out = Vec::new();
+    let mut from = node_line.unwrap_or(0);
+    let mut push = |column: Option<String>, spec: &serde_yaml_ng::Value| {
+        let name = match spec {
+            serde_yaml_ng::Value::String(s) => s.clone(),
+            serde_yaml_ng::Value::Mapping(m) => m.keys().next().and_then(|k| k.as_str()).unwrap_or_default().to_string(),
+            _ => String::new(),
+        };
+        let is_entry = |l: &str| {
+            l.trim_start().strip_prefix("- ").and_then(|r| r.trim_start().strip_prefix(name.as_str())).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', ' ']))
+        };
+        let line = text.lines().enumerate().skip(from).find(|(_, l)| is_entry(l)).map_or(from + 1, |(i, _)| i + 1);
+        from = line;
+        out.push(TestDecl { column, spec: spec.clone(), file: file.to_path_buf(), line });
+    };
+    for c in cols {
+        for spec in c.tests.iter().chain(&c.data_tests) {
+            push(Some(c.name.clone()), spec);
+        }
+    }
+    for spec in tests.iter().chain(data_tests) {
+        push(None, spec);
+    }
+    out
 }
 
 /// Line of `- name: <name>` below the first `<section>:` line.

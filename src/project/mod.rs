@@ -46,6 +46,17 @@ pub struct Column {
     pub data_type: Option<String>,
 }
 
+/// One data test as declared (dbt `tests:` / `data_tests:` entry), unparsed:
+/// `assertions` gives it meaning, so loading never fails on a test it does not know.
+#[derive(Debug, Clone)]
+pub struct TestDecl {
+    /// The column it is declared under; None for model-level tests.
+    pub column: Option<String>,
+    pub spec: serde_yaml_ng::Value,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
 #[derive(Debug)]
 pub struct Model {
     pub name: String,
@@ -61,6 +72,7 @@ pub struct Model {
     pub config: ConfigLayer,
     /// The properties file that describes the model, if any.
     pub properties_file: Option<PathBuf>,
+    pub tests: Vec<TestDecl>,
 }
 
 #[derive(Debug)]
@@ -71,6 +83,7 @@ pub struct Seed {
     pub description: Option<String>,
     pub columns: Vec<Column>,
     pub config: ConfigLayer,
+    pub tests: Vec<TestDecl>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +101,7 @@ pub struct SourceTable {
     /// Where it is declared, for diagnostics.
     pub file: PathBuf,
     pub line: usize,
+    pub tests: Vec<TestDecl>,
 }
 
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod assertions;
 mod build;
 mod errors;
 mod revenue;

@@ -1,0 +1,166 @@
+//! Run assertions: one aggregate scan per relation for every check that can
+//! be written as `count(*) FILTER (WHERE ...)`, one query each for the rest.
+//! If the fused query fails (say, a bad `expression`), each of its checks is
+//! retried alone so the failure lands on the check that caused it.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Int64Type;
+
+use super::{Assertion, Kind, Outcome, Status};
+use crate::plan::Engine;
+use crate::render::quote_ident;
+
+/// Evaluate `assertions` (in any order); outcomes come back in the same order.
+pub async fn evaluate(engine: &Engine, assertions: &[Assertion]) -> Vec<Outcome> {
+    let mut by_relation: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, a) in assertions.iter().enumerate() {
+        by_relation.entry(a.relation_sql.as_str()).or_default().push(i);
+    }
+    let mut counts: Vec<Result<(u64, u64), String>> = vec![Err(String::new()); assertions.len()];
+    for (relation, idx) in by_relation {
+        let fused: Vec<usize> = idx.iter().copied().filter(|&i| fusable(&assertions[i])).collect();
+        match fused_counts(engine, relation, &fused.iter().map(|&i| &assertions[i]).collect::<Vec<_>>()).await {
+            Ok(c) => {
+                for (&i, v) in fused.iter().zip(c) {
+                    counts[i] = Ok(v);
+                }
+            }
+            Err(_) => {
+                for &i in &fused {
+                    counts[i] = fused_counts(engine, relation, &[&assertions[i]]).await.map(|v| v[0]);
+                }
+            }
+        }
+        for &i in idx.iter().filter(|&&i| !fusable(&assertions[i])) {
+            counts[i] = own_query(engine, &assertions[i]).await;
+        }
+    }
+    assertions.iter().zip(counts).map(|(a, c)| outcome(a, c)).collect()
+}
+
+fn outcome(a: &Assertion, counts: Result<(u64, u64), String>) -> Outcome {
+    let (status, rows_checked, failing, observed, threshold, message) = match counts {
+        Ok((checked, failing)) => {
+            let (status, observed, threshold) = a.judge(checked, failing);
+            (status, checked, failing, observed, threshold, None)
+        }
+        Err(e) => (Status::Error, 0, 0, 0.0, String::new(), Some(e)),
+    };
+    Outcome {
+        name: a.name.clone(),
+        relation: a.relation.clone(),
+        kind: a.kind.name(),
+        columns: a.kind.columns().join(","),
+        severity: a.severity,
+        status,
+        rows_checked,
+        failing_rows: failing,
+        observed,
+        threshold,
+        message,
+        file: a.file.display().to_string(),
+        line: a.line,
+    }
+}
+
+fn fusable(a: &Assertion) -> bool {
+    match &a.kind {
+        Kind::Duplicates { columns, .. } => columns.len() == 1,
+        Kind::Relationships { .. } => false,
+        _ => true,
+    }
+}
+
+fn filter(a: &Assertion) -> String {
+    a.filter.as_ref().map_or("true".to_string(), |f| format!("({f})"))
+}
+
+fn any_null(columns: &[String]) -> String {
+    columns.iter().map(|c| format!("{} is null", quote_ident(c))).collect::<Vec<_>>().join(" or ")
+}
+
+fn no_null(columns: &[String]) -> String {
+    columns.iter().map(|c| format!("{} is not null", quote_ident(c))).collect::<Vec<_>>().join(" and ")
+}
+
+/// (rows checked, failing rows) of each assertion, from one aggregate query.
+async fn fused_counts(engine: &Engine, relation: &str, assertions: &[&Assertion]) -> Result<Vec<(u64, u64)>, String> {
+    if assertions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut select = Vec::new();
+    for (i, a) in assertions.iter().enumerate() {
+        let f = filter(a);
+        let (checked, failing) = match &a.kind {
+            Kind::Completeness { columns, .. } => (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and ({}))", any_null(columns))),
+            Kind::Duplicates { columns, .. } => {
+                let c = quote_ident(&columns[0]);
+                (format!("count({c}) filter (where {f})"), format!("count({c}) filter (where {f}) - count(distinct {c}) filter (where {f})"))
+            }
+            Kind::AcceptedValues { column, values } => {
+                let c = quote_ident(column);
+                (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and {c} is not null and {c} not in ({}))", values.join(", ")))
+            }
+            Kind::Expression { expr } => (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and (({expr})) is false)")),
+            Kind::RowCount { .. } => (format!("count(*) filter (where {f})"), "cast(0 as bigint)".to_string()),
+            // Never fused (see `fusable`); valid SQL all the same.
+            Kind::Relationships { .. } => ("cast(0 as bigint)".to_string(), "cast(0 as bigint)".to_string()),
+        };
+        select.push(format!("cast({checked} as bigint) as c{i}, cast({failing} as bigint) as f{i}"));
+    }
+    let sql = format!("select {} from {relation}", select.join(", "));
+    let row = single_row(engine, &sql).await?;
+    Ok((0..assertions.len()).map(|i| (row[2 * i], row[2 * i + 1])).collect())
+}
+
+async fn own_query(engine: &Engine, a: &Assertion) -> Result<(u64, u64), String> {
+    let f = filter(a);
+    let relation = &a.relation_sql;
+    let sql = match &a.kind {
+        Kind::Duplicates { columns, .. } => {
+            let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+            let keep = no_null(columns);
+            format!(
+                "select (select count(*) from {relation} where {f} and {keep}) as c, \
+                 (select count(*) from {relation} where {f} and {keep}) - (select count(*) from (select distinct {cols} from {relation} where {f} and {keep}) d) as f"
+            )
+        }
+        Kind::Relationships { column, to, field } => {
+            let c = quote_ident(column);
+            let parent = relation_sql(to);
+            let pf = quote_ident(field);
+            format!(
+                "select (select count({c}) from {relation} where {f}) as c, \
+                 (select count(*) from {relation} child where {f} and child.{c} is not null \
+                  and not exists (select 1 from {parent} parent where parent.{pf} = child.{c})) as f"
+            )
+        }
+        _ => return fused_counts(engine, relation, &[a]).await.map(|v| v[0]),
+    };
+    let row = single_row(engine, &sql).await?;
+    Ok((row[0], row[1]))
+}
+
+/// SQL for a relation name: a model or seed, or `source.table`.
+pub fn relation_sql(name: &str) -> String {
+    match name.split_once('.') {
+        Some((s, t)) => format!("{}.{}", quote_ident(s), quote_ident(t)),
+        None => quote_ident(name),
+    }
+}
+
+async fn single_row(engine: &Engine, sql: &str) -> Result<Vec<u64>, String> {
+    let df = engine.ctx.sql(sql).await.map_err(|e| crate::plan::clean_message(&e))?;
+    let batches = df.collect().await.map_err(|e| crate::plan::clean_message(&e))?;
+    let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| "the check returned no row".to_string())?;
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let ints = c.as_primitive_opt::<Int64Type>().ok_or_else(|| format!("unexpected type {}", c.data_type()))?;
+            Ok(if ints.is_null(0) { 0 } else { ints.value(0).max(0) as u64 })
+        })
+        .collect()
+}

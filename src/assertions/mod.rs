@@ -1,0 +1,227 @@
+//! Data-quality assertions declared in YAML (dbt's `tests:` syntax, plus
+//! tally's own), evaluated with as few scans as possible: every column-level
+//! check of one relation is one aggregate query (`count(*) FILTER (WHERE ...)`
+//! per check); only relationships and multi-column duplicates need a query
+//! of their own.
+//!
+//! | kind            | declared as                                        | failing rows                         |
+//! |-----------------|----------------------------------------------------|--------------------------------------|
+//! | completeness    | `not_null`, `completeness: {min_ratio: 0.95}`      | rows with a null in a checked column |
+//! | duplicates      | `unique`, `duplicates: {columns: [a, b], max_ratio}`| non-null keys minus distinct ones   |
+//! | accepted_values | `accepted_values: {values: [...]}`                 | non-null values outside the list     |
+//! | relationships   | `relationships: {to: ref('x'), field: id}`         | non-null keys missing from `to`      |
+//! | row_count       | `row_count: {min, max}`                            | (observed = rows)                    |
+//! | expression      | `expression: "amount >= 0"`                        | rows where it is false               |
+
+mod evaluate;
+mod parse;
+
+pub use evaluate::{evaluate, relation_sql};
+pub use parse::parse;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// Share of rows with every column non-null must be >= `min_ratio`.
+    Completeness { columns: Vec<String>, min_ratio: f64 },
+    /// (non-null keys - distinct non-null keys) / non-null keys must be <= `max_ratio`.
+    Duplicates { columns: Vec<String>, max_ratio: f64 },
+    AcceptedValues { column: String, values: Vec<String> },
+    Relationships { column: String, to: String, field: String },
+    RowCount { min: Option<u64>, max: Option<u64> },
+    Expression { expr: String },
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Completeness { .. } => "completeness",
+            Kind::Duplicates { .. } => "duplicates",
+            Kind::AcceptedValues { .. } => "accepted_values",
+            Kind::Relationships { .. } => "relationships",
+            Kind::RowCount { .. } => "row_count",
+            Kind::Expression { .. } => "expression",
+        }
+    }
+
+    pub fn columns(&self) -> Vec<String> {
+        match self {
+            Kind::Completeness { columns, .. } | Kind::Duplicates { columns, .. } => columns.clone(),
+            Kind::AcceptedValues { column, .. } | Kind::Relationships { column, .. } => vec![column.clone()],
+            Kind::RowCount { .. } | Kind::Expression { .. } => Vec::new(),
+        }
+    }
+}
+
+/// A parsed, validated assertion on one relation.
+#[derive(Debug, Clone)]
+pub struct Assertion {
+    /// dbt-style: `<test>_<relation>_<columns>`.
+    pub name: String,
+    /// The model, seed or `source.table` it checks.
+    pub relation: String,
+    /// SQL that names the relation (a quoted identifier).
+    pub relation_sql: String,
+    pub kind: Kind,
+    pub severity: Severity,
+    /// Only rows matching this SQL condition are checked.
+    pub filter: Option<String>,
+    /// Count thresholds (dbt's `warn_if` / `error_if`, default `!= 0`).
+    pub warn_if: Threshold,
+    pub error_if: Threshold,
+    pub file: std::path::PathBuf,
+    pub line: usize,
+}
+
+/// A comparison on the failing-row count, as dbt writes it: `!=0`, `>10`, `>=5`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    op: Op,
+    value: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Ne,
+    Gt,
+    Ge,
+    Eq,
+    Lt,
+    Le,
+}
+
+impl Threshold {
+    pub const NONZERO: Threshold = Threshold { op: Op::Ne, value: 0 };
+
+    pub fn parse(s: &str) -> Option<Threshold> {
+        let s = s.trim();
+        let (op, rest) = [("!=", Op::Ne), (">=", Op::Ge), ("<=", Op::Le), (">", Op::Gt), ("<", Op::Lt), ("==", Op::Eq), ("=", Op::Eq)]
+            .into_iter()
+            .find_map(|(p, op)| s.strip_prefix(p).map(|r| (op, r)))?;
+        Some(Threshold { op, value: rest.trim().parse().ok()? })
+    }
+
+    pub fn hit(&self, n: u64) -> bool {
+        match self.op {
+            Op::Ne => n != self.value,
+            Op::Gt => n > self.value,
+            Op::Ge => n >= self.value,
+            Op::Eq => n == self.value,
+            Op::Lt => n < self.value,
+            Op::Le => n <= self.value,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+    /// The check could not run (e.g. a bad expression).
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub name: String,
+    pub relation: String,
+    pub kind: &'static str,
+    pub columns: String,
+    pub severity: Severity,
+    pub status: Status,
+    pub rows_checked: u64,
+    pub failing_rows: u64,
+    /// A ratio for completeness and duplicates, a count otherwise.
+    pub observed: f64,
+    pub threshold: String,
+    pub message: Option<String>,
+    pub file: String,
+    pub line: usize,
+}
+
+impl Outcome {
+    pub fn status_word(&self) -> &'static str {
+        match self.status {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+            Status::Error => "error",
+        }
+    }
+}
+
+impl Assertion {
+    /// Judge counts against the thresholds: a ratio bound when the check has
+    /// one, else dbt's `error_if` / `warn_if` on the failing count.
+    pub fn judge(&self, rows_checked: u64, failing: u64) -> (Status, f64, String) {
+        let share = if rows_checked == 0 { 0.0 } else { failing as f64 / rows_checked as f64 };
+        let on_ratio = |failed: bool| if failed { self.failed_status() } else { Status::Pass };
+        match &self.kind {
+            Kind::Completeness { min_ratio, .. } if *min_ratio < 1.0 => (on_ratio(1.0 - share < *min_ratio), 1.0 - share, format!(">= {min_ratio}")),
+            Kind::Completeness { .. } => (self.on_count(failing), 1.0 - share, self.count_threshold()),
+            Kind::Duplicates { max_ratio, .. } if *max_ratio > 0.0 => (on_ratio(share > *max_ratio), share, format!("<= {max_ratio}")),
+            Kind::Duplicates { .. } => (self.on_count(failing), share, self.count_threshold()),
+            Kind::RowCount { min, max } => {
+                let out = min.is_some_and(|m| rows_checked < m) || max.is_some_and(|m| rows_checked > m);
+                let t = format!("{}..{}", min.map(|m| m.to_string()).unwrap_or_default(), max.map(|m| m.to_string()).unwrap_or_default());
+                (on_ratio(out), rows_checked as f64, t)
+            }
+            _ => (self.on_count(failing), failing as f64, self.count_threshold()),
+        }
+    }
+
+    fn failed_status(&self) -> Status {
+        match self.severity {
+            Severity::Error => Status::Fail,
+            Severity::Warn => Status::Warn,
+        }
+    }
+
+    /// dbt: with severity error, `error_if` fails and `warn_if` warns; with severity warn, either warns.
+    fn on_count(&self, failing: u64) -> Status {
+        match (self.severity, self.error_if.hit(failing), self.warn_if.hit(failing)) {
+            (Severity::Error, true, _) => Status::Fail,
+            (Severity::Error, false, true) | (Severity::Warn, _, true) | (Severity::Warn, true, _) => Status::Warn,
+            _ => Status::Pass,
+        }
+    }
+
+    fn count_threshold(&self) -> String {
+        format!("failing {}", fmt_threshold(&self.error_if))
+    }
+}
+
+fn fmt_threshold(t: &Threshold) -> String {
+    let op = match t.op {
+        Op::Ne => "!=",
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        Op::Eq => "=",
+        Op::Lt => "<",
+        Op::Le => "<=",
+    };
+    format!("{op} {}", t.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds() {
+        assert!(Threshold::parse("!=0").unwrap().hit(1));
+        assert!(!Threshold::parse(">10").unwrap().hit(10));
+        assert!(Threshold::parse(">= 5").unwrap().hit(5));
+        assert!(Threshold::parse("abc").is_none());
+    }
+}

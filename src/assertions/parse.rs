@@ -1,0 +1,126 @@
+//! A `tests:` / `data_tests:` entry -> [`Assertion`]. dbt's forms are accepted
+//! unchanged: `- not_null`, `- accepted_values: {values: [...]}`, arguments
+//! directly or under `arguments:`, and `config: {severity, where, warn_if,
+//! error_if}` (or those keys at the top level, as older dbt wrote them).
+
+use serde_yaml_ng::{Mapping, Value};
+
+use super::{Assertion, Kind, Severity, Threshold};
+use crate::diagnostic::Diagnostic;
+use crate::project::TestDecl;
+
+pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Assertion, Diagnostic> {
+    let err = |msg: String| Diagnostic::error(msg).at(&decl.file, decl.line, 0);
+    let (test, args): (String, Mapping) = match &decl.spec {
+        Value::String(name) => (name.clone(), Mapping::new()),
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, v) = m.iter().next().ok_or_else(|| err("empty test entry".into()))?;
+            let name = k.as_str().ok_or_else(|| err("a test name must be a string".into()))?.to_string();
+            (name, v.as_mapping().cloned().unwrap_or_default())
+        }
+        _ => return Err(err("a test is a name (`- unique`) or a one-key mapping (`- accepted_values: {values: [...]}`)".into())),
+    };
+    let inner = |key: &str| -> Option<&Value> {
+        args.get(key).or_else(|| args.get("arguments").and_then(|a| a.get(key)))
+    };
+    let config = |key: &str| -> Option<&Value> { args.get("config").and_then(|c| c.get(key)).or_else(|| args.get(key)) };
+    let column = || decl.column.clone().or_else(|| inner("column_name").and_then(|v| v.as_str()).map(str::to_string));
+    let need_column = || column().ok_or_else(|| err(format!("`{test}` needs a column: declare it under a column's `tests:`")));
+    let columns_arg = |key: &str| -> Option<Vec<String>> {
+        inner(key).and_then(|v| v.as_sequence()).map(|s| s.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+    };
+    let float = |key: &str| inner(key).and_then(|v| v.as_f64());
+
+    let short = test.rsplit('.').next().unwrap_or(&test).to_string();
+    let kind = match short.as_str() {
+        "not_null" => Kind::Completeness { columns: vec![need_column()?], min_ratio: 1.0 },
+        "completeness" => {
+            let columns = columns_arg("columns").map_or_else(|| need_column().map(|c| vec![c]), Ok)?;
+            Kind::Completeness { columns, min_ratio: float("min_ratio").unwrap_or(1.0) }
+        }
+        "unique" => Kind::Duplicates { columns: vec![need_column()?], max_ratio: 0.0 },
+        "duplicates" | "unique_combination_of_columns" => {
+            let columns = columns_arg("columns")
+                .or_else(|| columns_arg("combination_of_columns"))
+                .map_or_else(|| need_column().map(|c| vec![c]), Ok)?;
+            Kind::Duplicates { columns, max_ratio: float("max_ratio").unwrap_or(0.0) }
+        }
+        "accepted_values" => {
+            let values = inner("values")
+                .and_then(|v| v.as_sequence())
+                .ok_or_else(|| err("`accepted_values` needs `values: [...]`".into()))?
+                .iter()
+                .map(sql_literal)
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| err("`accepted_values`: values must be strings, numbers or booleans".into()))?;
+            Kind::AcceptedValues { column: need_column()?, values }
+        }
+        "relationships" => {
+            let to = inner("to").and_then(|v| v.as_str()).ok_or_else(|| err("`relationships` needs `to: ref('model')`".into()))?;
+            let field = inner("field").and_then(|v| v.as_str()).ok_or_else(|| err("`relationships` needs `field:`".into()))?;
+            Kind::Relationships { column: need_column()?, to: relation_of(to).ok_or_else(|| err(format!("`to: {to}`: use ref('model') or source('name', 'table')")))?, field: field.to_string() }
+        }
+        "row_count" => Kind::RowCount { min: inner("min").and_then(|v| v.as_u64()), max: inner("max").and_then(|v| v.as_u64()) },
+        "expression" | "expression_is_true" => {
+            let expr = match (&decl.spec, inner("expression")) {
+                (_, Some(Value::String(e))) => e.clone(),
+                (Value::Mapping(m), _) => m.values().next().and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| err("`expression` needs a SQL condition".into()))?,
+                _ => return Err(err("`expression` needs a SQL condition".into())),
+            };
+            Kind::Expression { expr }
+        }
+        other => {
+            return Err(err(format!("unknown test `{other}`"))
+                .with_help("tally runs not_null, unique, accepted_values, relationships, completeness, duplicates, row_count, expression"))
+        }
+    };
+    let severity = match config("severity").and_then(|v| v.as_str()).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("error") => Severity::Error,
+        Some("warn") => Severity::Warn,
+        Some(other) => return Err(err(format!("severity `{other}`: use warn or error"))),
+    };
+    let threshold = |key: &str| -> Result<Threshold, Diagnostic> {
+        match config(key).and_then(|v| v.as_str()) {
+            None => Ok(Threshold::NONZERO),
+            Some(t) => Threshold::parse(t).ok_or_else(|| err(format!("{key}: `{t}` is not a comparison like \"!=0\" or \">10\""))),
+        }
+    };
+    let cols = kind.columns().join("_");
+    let name = [short.as_str(), relation, cols.as_str()].iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join("_");
+    Ok(Assertion {
+        name: name.replace('.', "_"),
+        relation: relation.to_string(),
+        relation_sql: relation_sql.to_string(),
+        kind,
+        severity,
+        filter: config("where").and_then(|v| v.as_str()).map(str::to_string),
+        warn_if: threshold("warn_if")?,
+        error_if: threshold("error_if")?,
+        file: decl.file.clone(),
+        line: decl.line,
+    })
+}
+
+/// A YAML scalar as a SQL literal.
+fn sql_literal(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(format!("'{}'", s.replace('\'', "''"))),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `ref('x')` -> `x`; `source('s', 't')` -> `s.t`.
+fn relation_of(text: &str) -> Option<String> {
+    let t = text.trim();
+    let args = |inner: &str| -> Vec<String> { inner.split(',').map(|a| a.trim().trim_matches(['\'', '"']).to_string()).collect() };
+    if let Some(inner) = t.strip_prefix("ref(").and_then(|r| r.strip_suffix(')')) {
+        return args(inner).last().cloned();
+    }
+    if let Some(inner) = t.strip_prefix("source(").and_then(|r| r.strip_suffix(')')) {
+        let a = args(inner);
+        return (a.len() == 2).then(|| format!("{}.{}", a[0], a[1]));
+    }
+    None
+}

@@ -1,0 +1,122 @@
+//! `tally test`: assertions on published tables (and views over them).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+
+use super::{compile_project, resolve_selection};
+use crate::assertions::{self, Assertion, Outcome, Status};
+use crate::cli::{Global, Selection};
+use crate::compile::Compiled;
+use crate::error::{Error, Result};
+use crate::materialize::open_table;
+use crate::project::TestDecl;
+use crate::run::prepare_unselected;
+
+pub async fn test(global: &Global, sel: &Selection, junit: Option<&Path>) -> Result<i32> {
+    let start = Instant::now();
+    let c = compile_project(global).await?;
+    let chosen = resolve_selection(&c, sel)?;
+    prepare_unselected(&c, &BTreeSet::new()).await;
+
+    let mut parsed: Vec<Assertion> = Vec::new();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut add = |relation: &str, decls: &[TestDecl], unbuilt: bool| {
+        for d in decls {
+            match assertions::parse(relation, &assertions::relation_sql(relation), d) {
+                Ok(a) if unbuilt => outcomes.push(could_not_run(&a, format!("`{relation}` has not been built; run `tally build` first"))),
+                Ok(a) => parsed.push(a),
+                Err(diag) => outcomes.push(Outcome {
+                    name: format!("{relation}:{}", d.line),
+                    relation: relation.to_string(),
+                    kind: "custom",
+                    columns: d.column.clone().unwrap_or_default(),
+                    severity: assertions::Severity::Error,
+                    status: Status::Error,
+                    rows_checked: 0,
+                    failing_rows: 0,
+                    observed: 0.0,
+                    threshold: String::new(),
+                    message: Some(diag.headline()),
+                    file: d.file.display().to_string(),
+                    line: d.line,
+                }),
+            }
+        }
+    };
+    for name in c.dag.topo_order().filter(|n| chosen.contains(*n)) {
+        let node = &c.nodes[name];
+        let decls = c.project.models.get(name).map(|m| &m.tests).or_else(|| c.project.seeds.get(name).map(|s| &s.tests));
+        let unbuilt = node.materialized.is_stored() && !matches!(open_table(&c.engine, &c.target.table_url(name), None).await, Ok(Some(_)));
+        add(name, decls.map(Vec::as_slice).unwrap_or_default(), unbuilt);
+    }
+    if sel.select.is_empty() {
+        for ((s, t), decl) in &c.project.sources {
+            let used = c.sources.contains_key(&(s.clone(), t.clone()));
+            add(&format!("{s}.{t}"), &decl.tests, !used);
+        }
+    }
+    // Two checks of the same kind on the same columns get `_2`, `_3`... (dbt adds a hash).
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for a in parsed.iter_mut() {
+        let n = seen.entry(a.name.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            a.name = format!("{}_{n}", a.name);
+        }
+    }
+    outcomes.extend(assertions::evaluate(&c.engine, &parsed).await);
+    report(&c, &outcomes, start.elapsed().as_secs_f64(), junit)
+}
+
+fn could_not_run(a: &Assertion, message: String) -> Outcome {
+    Outcome {
+        name: a.name.clone(),
+        relation: a.relation.clone(),
+        kind: a.kind.name(),
+        columns: a.kind.columns().join(","),
+        severity: a.severity,
+        status: Status::Error,
+        rows_checked: 0,
+        failing_rows: 0,
+        observed: 0.0,
+        threshold: String::new(),
+        message: Some(message),
+        file: a.file.display().to_string(),
+        line: a.line,
+    }
+}
+
+fn report(c: &Compiled, outcomes: &[Outcome], elapsed: f64, junit: Option<&Path>) -> Result<i32> {
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(["status", "assertion", "failing", "checked", "observed", "threshold"]);
+    for o in outcomes {
+        let status = match o.status {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+            Status::Error => "ERROR",
+        };
+        table.add_row(vec![status.to_string(), o.name.clone(), o.failing_rows.to_string(), o.rows_checked.to_string(), format!("{:.4}", o.observed), o.threshold.clone()]);
+    }
+    println!("{table}");
+    for o in outcomes.iter().filter(|o| matches!(o.status, Status::Fail | Status::Error | Status::Warn)) {
+        let what = o.message.clone().unwrap_or_else(|| format!("{} failing of {} rows", o.failing_rows, o.rows_checked));
+        println!("{}: {} {}:{}: {what}", o.status_word(), o.name, o.file, o.line);
+    }
+    let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
+    println!(
+        "Done in {elapsed:.2}s: {} pass, {} warn, {} fail, {} error",
+        count(Status::Pass),
+        count(Status::Warn),
+        count(Status::Fail),
+        count(Status::Error)
+    );
+    crate::artifacts::write_test_results(c, elapsed, outcomes)?;
+    if let Some(path) = junit {
+        std::fs::write(path, crate::report::junit(outcomes, elapsed)).map_err(|e| Error::io("cannot write", path, e))?;
+    }
+    Ok(if count(Status::Fail) + count(Status::Error) > 0 { 1 } else { 0 })
+}

@@ -1,0 +1,69 @@
+//! `tally test`: dbt's test syntax and tally's own checks on published tables,
+//! with counts worked out by hand from the dbt_style seeds.
+
+use crate::common::*;
+
+const EXTRA: &str = r#"
+  - name: stg_orders
+    columns:
+      - name: status
+        data_tests:
+          # statuses: returned, completed x4 -> 'returned' is outside the list: 1 failing row
+          - accepted_values:
+              values: ['placed', 'shipped', 'completed']
+          # same, but only a warning
+          - accepted_values:
+              values: ['completed']
+              config: {severity: warn}
+      - name: customer_id
+        data_tests:
+          # customer ids 1,3,1,2,3: 5 non-null keys, 3 distinct -> 2 duplicates, ratio 0.4 <= 0.5: pass
+          - duplicates: {max_ratio: 0.5}
+    data_tests:
+      - row_count: {min: 10}            # 5 rows: fail
+      - expression: "order_id > 1"      # order 1 only: 1 failing row
+      - expression: "no_such_column > 1"  # cannot run: error, and only this one
+      - completeness: {columns: [order_id, status], min_ratio: 0.95}
+      - duplicates: {columns: [customer_id, status], config: {where: "order_id > 1"}}  # (3,completed) twice -> 1
+"#;
+
+#[test]
+fn tally_test_fuses_checks_and_gates_ci() {
+    let dir = fixture("dbt_style");
+    let d = dir.path();
+    tally(d, &["build", "-q"]).assert_code(0);
+    let run = tally(d, &["test"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("7 pass, 0 warn, 0 fail, 0 error"), "{}", run.stdout);
+
+    let schema = d.join("models/marts/schema.yml");
+    let text = std::fs::read_to_string(&schema).unwrap().replace("exposures:", &format!("{}\nexposures:", EXTRA.trim_end()));
+    std::fs::write(&schema, text).unwrap();
+    let junit = d.join("out.xml");
+    let run = tally(d, &["test", "--junit", junit.to_str().unwrap()]);
+    run.assert_code(1);
+    assert!(run.stdout.contains("9 pass, 1 warn, 4 fail, 1 error"), "{}", run.stdout);
+
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("target/run_results.json")).unwrap()).unwrap();
+    let get = |name: &str| results["assertions"].as_array().unwrap().iter().find(|a| a["name"] == name).cloned().unwrap_or_else(|| panic!("{name}: {results}"));
+    assert_eq!(get("accepted_values_stg_orders_status_2")["status"], "warn");
+    let av = get("accepted_values_stg_orders_status");
+    assert_eq!((av["status"].as_str(), av["failing_rows"].as_u64(), av["rows_checked"].as_u64()), (Some("fail"), Some(1), Some(5)));
+    let dup = get("duplicates_stg_orders_customer_id");
+    assert_eq!(dup["status"], "pass");
+    assert_eq!(dup["failing_rows"], 2);
+    assert!((dup["observed"].as_f64().unwrap() - 0.4).abs() < 1e-12);
+    let rc = get("row_count_stg_orders");
+    assert_eq!((rc["status"].as_str(), rc["observed"].as_f64()), (Some("fail"), Some(5.0)));
+    let pair = get("duplicates_stg_orders_customer_id_status");
+    assert_eq!((pair["failing_rows"].as_u64(), pair["rows_checked"].as_u64(), pair["status"].as_str()), (Some(1), Some(4), Some("fail")));
+    let exprs: Vec<&serde_json::Value> = results["assertions"].as_array().unwrap().iter().filter(|a| a["kind"] == "expression").collect();
+    assert_eq!(exprs[0]["failing_rows"], 1);
+    assert_eq!(exprs[0]["status"], "fail");
+    assert_eq!(exprs[1]["status"], "error");
+    assert!(exprs[1]["message"].as_str().unwrap().contains("no_such_column"), "{}", exprs[1]);
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains(r#"<testsuites name="tally" tests="15" failures="5""#), "{xml}");
+    assert!(xml.contains(r#"name="accepted_values_stg_orders_status" file="models/marts/schema.yml" line="39"><failure type="fail""#), "{xml}");
+}
