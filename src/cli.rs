@@ -65,6 +65,11 @@ pub enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Check source freshness (dbt `freshness:` with `loaded_at_field`) against as_of or now.
+    Freshness {
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
     /// List what a selection resolves to.
     Ls {
         #[command(flatten)]

@@ -13,7 +13,8 @@ use crate::plan::Engine;
 use crate::render::quote_ident;
 
 /// Evaluate `assertions` (in any order); outcomes come back in the same order.
-pub async fn evaluate(engine: &Engine, assertions: &[Assertion]) -> Vec<Outcome> {
+/// Freshness is measured against `as_of_us` (microseconds since the epoch, UTC).
+pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) -> Vec<Outcome> {
     let mut by_relation: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in assertions.iter().enumerate() {
         by_relation.entry(a.relation_sql.as_str()).or_default().push(i);
@@ -37,7 +38,51 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion]) -> Vec<Outcome>
             counts[i] = own_query(engine, &assertions[i]).await;
         }
     }
-    assertions.iter().zip(counts).map(|(a, c)| outcome(a, c)).collect()
+    let mut out = Vec::with_capacity(assertions.len());
+    for (a, c) in assertions.iter().zip(counts) {
+        out.push(match &a.kind {
+            Kind::Freshness { .. } => freshness(engine, a, as_of_us).await,
+            _ => outcome(a, c),
+        });
+    }
+    out
+}
+
+/// Lag in hours from max(column) to the as_of instant.
+async fn freshness(engine: &Engine, a: &Assertion, as_of_us: i64) -> Outcome {
+    let Kind::Freshness { column, warn_after_hours, error_after_hours } = &a.kind else { return outcome(a, Err("not a freshness check".into())) };
+    let sql = format!(
+        "select count(*) as n, cast(date_part('epoch', max({c})) * 1000000 as bigint) as newest from {} where {}",
+        a.relation_sql,
+        filter(a),
+        c = quote_ident(column)
+    );
+    let row = match single_row_signed(engine, &sql).await {
+        Ok(r) => r,
+        Err(e) => return outcome(a, Err(e)),
+    };
+    let mut o = outcome(a, Ok((row[0].max(0) as u64, 0)));
+    let lag = lag_hours(row.get(1).copied(), as_of_us);
+    o.observed = lag;
+    let over = |h: &Option<f64>| h.is_some_and(|h| lag > h);
+    o.status = if over(error_after_hours) && a.severity == super::Severity::Error {
+        Status::Fail
+    } else if over(warn_after_hours) || over(error_after_hours) {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    let fmt = |h: &Option<f64>| h.map(|h| format!("{h}h")).unwrap_or_else(|| "-".into());
+    o.threshold = format!("warn > {}, error > {}", fmt(warn_after_hours), fmt(error_after_hours));
+    o
+}
+
+/// Hours since the newest row; an empty relation is infinitely stale.
+fn lag_hours(newest: Option<i64>, as_of_us: i64) -> f64 {
+    match newest {
+        Some(n) if n != i64::MIN => (as_of_us - n) as f64 / 3_600_000_000.0,
+        _ => f64::INFINITY,
+    }
 }
 
 fn outcome(a: &Assertion, counts: Result<(u64, u64), String>) -> Outcome {
@@ -67,6 +112,7 @@ fn outcome(a: &Assertion, counts: Result<(u64, u64), String>) -> Outcome {
 
 fn fusable(a: &Assertion) -> bool {
     match &a.kind {
+        Kind::Freshness { .. } => false,
         Kind::Duplicates { columns, .. } => columns.len() == 1,
         Kind::Relationships { .. } => false,
         _ => true,
@@ -106,7 +152,7 @@ async fn fused_counts(engine: &Engine, relation: &str, assertions: &[&Assertion]
             Kind::Expression { expr } => (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and (({expr})) is false)")),
             Kind::RowCount { .. } => (format!("count(*) filter (where {f})"), "cast(0 as bigint)".to_string()),
             // Never fused (see `fusable`); valid SQL all the same.
-            Kind::Relationships { .. } => ("cast(0 as bigint)".to_string(), "cast(0 as bigint)".to_string()),
+            Kind::Relationships { .. } | Kind::Freshness { .. } => ("cast(0 as bigint)".to_string(), "cast(0 as bigint)".to_string()),
         };
         select.push(format!("cast({checked} as bigint) as c{i}, cast({failing} as bigint) as f{i}"));
     }
@@ -137,6 +183,7 @@ async fn own_query(engine: &Engine, a: &Assertion) -> Result<(u64, u64), String>
                   and not exists (select 1 from {parent} parent where parent.{pf} = child.{c})) as f"
             )
         }
+        Kind::Freshness { .. } => return Ok((0, 0)),
         _ => return fused_counts(engine, relation, &[a]).await.map(|v| v[0]),
     };
     let row = single_row(engine, &sql).await?;
@@ -151,7 +198,8 @@ pub fn relation_sql(name: &str) -> String {
     }
 }
 
-async fn single_row(engine: &Engine, sql: &str) -> Result<Vec<u64>, String> {
+/// The first row of `sql` as signed integers (a null is `i64::MIN`).
+async fn single_row_signed(engine: &Engine, sql: &str) -> Result<Vec<i64>, String> {
     let df = engine.ctx.sql(sql).await.map_err(|e| crate::plan::clean_message(&e))?;
     let batches = df.collect().await.map_err(|e| crate::plan::clean_message(&e))?;
     let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| "the check returned no row".to_string())?;
@@ -160,7 +208,12 @@ async fn single_row(engine: &Engine, sql: &str) -> Result<Vec<u64>, String> {
         .iter()
         .map(|c| {
             let ints = c.as_primitive_opt::<Int64Type>().ok_or_else(|| format!("unexpected type {}", c.data_type()))?;
-            Ok(if ints.is_null(0) { 0 } else { ints.value(0).max(0) as u64 })
+            Ok(if ints.is_null(0) { i64::MIN } else { ints.value(0) })
         })
         .collect()
+}
+
+/// The first row of `sql` as counts (null and negative are 0).
+async fn single_row(engine: &Engine, sql: &str) -> Result<Vec<u64>, String> {
+    Ok(single_row_signed(engine, sql).await?.into_iter().map(|v| v.max(0) as u64).collect())
 }

@@ -12,6 +12,8 @@
 //! | relationships   | `relationships: {to: ref('x'), field: id}`         | non-null keys missing from `to`      |
 //! | row_count       | `row_count: {min, max}`                            | (observed = rows)                    |
 //! | expression      | `expression: "amount >= 0"`                        | rows where it is false               |
+//! | freshness       | dbt source `freshness:` + `loaded_at_field`, or    | (observed = hours since max(column)) |
+//! |                 | `freshness: {column, warn_after, error_after}`     |                                      |
 
 mod evaluate;
 mod parse;
@@ -38,6 +40,8 @@ pub enum Kind {
     Relationships { column: String, to: String, field: String },
     RowCount { min: Option<u64>, max: Option<u64> },
     Expression { expr: String },
+    /// Hours from max(`column`) to the as_of instant, against dbt-style bounds.
+    Freshness { column: String, warn_after_hours: Option<f64>, error_after_hours: Option<f64> },
 }
 
 impl Kind {
@@ -49,13 +53,14 @@ impl Kind {
             Kind::Relationships { .. } => "relationships",
             Kind::RowCount { .. } => "row_count",
             Kind::Expression { .. } => "expression",
+            Kind::Freshness { .. } => "freshness",
         }
     }
 
     pub fn columns(&self) -> Vec<String> {
         match self {
             Kind::Completeness { columns, .. } | Kind::Duplicates { columns, .. } => columns.clone(),
-            Kind::AcceptedValues { column, .. } | Kind::Relationships { column, .. } => vec![column.clone()],
+            Kind::AcceptedValues { column, .. } | Kind::Relationships { column, .. } | Kind::Freshness { column, .. } => vec![column.clone()],
             Kind::RowCount { .. } | Kind::Expression { .. } => Vec::new(),
         }
     }

@@ -30,6 +30,7 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
         inner(key).and_then(|v| v.as_sequence()).map(|s| s.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
     };
     let float = |key: &str| inner(key).and_then(|v| v.as_f64());
+    let filter = config("where").or_else(|| inner("filter")).and_then(|v| v.as_str()).map(str::to_string);
 
     let short = test.rsplit('.').next().unwrap_or(&test).to_string();
     let kind = match short.as_str() {
@@ -69,9 +70,25 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
             };
             Kind::Expression { expr }
         }
+        "freshness" => {
+            let column = inner("column").and_then(|v| v.as_str()).map(str::to_string).or_else(column)
+                .ok_or_else(|| err("`freshness` needs `column:` (or the source's `loaded_at_field`)".into()))?;
+            let hours = |key: &str| -> Result<Option<f64>, Diagnostic> {
+                let Some(b) = inner(key) else { return Ok(None) };
+                let count = b.get("count").and_then(|c| c.as_f64()).ok_or_else(|| err(format!("`{key}` needs `count:`")))?;
+                let per = match b.get("period").and_then(|p| p.as_str()).unwrap_or("hour") {
+                    "minute" => 1.0 / 60.0,
+                    "hour" => 1.0,
+                    "day" => 24.0,
+                    p => return Err(err(format!("`{key}.period: {p}`: use minute, hour or day"))),
+                };
+                Ok(Some(count * per))
+            };
+            Kind::Freshness { column, warn_after_hours: hours("warn_after")?, error_after_hours: hours("error_after")? }
+        }
         other => {
             return Err(err(format!("unknown test `{other}`"))
-                .with_help("tally runs not_null, unique, accepted_values, relationships, completeness, duplicates, row_count, expression"))
+                .with_help("tally runs not_null, unique, accepted_values, relationships, completeness, duplicates, row_count, expression, freshness"))
         }
     };
     let severity = match config("severity").and_then(|v| v.as_str()).map(str::to_ascii_lowercase).as_deref() {
@@ -93,7 +110,7 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
         relation_sql: relation_sql.to_string(),
         kind,
         severity,
-        filter: config("where").and_then(|v| v.as_str()).map(str::to_string),
+        filter,
         warn_if: threshold("warn_if")?,
         error_if: threshold("error_if")?,
         file: decl.file.clone(),

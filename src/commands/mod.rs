@@ -60,7 +60,8 @@ pub async fn dispatch(global: &Global, command: Command) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Test { selection, junit } => test::test(global, &selection, junit.as_deref()).await,
+        Command::Test { selection, junit } => test::test(global, &selection, junit.as_deref(), false).await,
+        Command::Freshness { junit } => test::test(global, &Selection::default(), junit.as_deref(), true).await,
         Command::Show { model, limit, format } => show::show(global, &model, limit, format).await.map(|_| 0),
     }
 }

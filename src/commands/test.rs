@@ -15,7 +15,8 @@ use crate::materialize::open_table;
 use crate::project::TestDecl;
 use crate::run::prepare_unselected;
 
-pub async fn test(global: &Global, sel: &Selection, junit: Option<&Path>) -> Result<i32> {
+/// `only_freshness`: `tally freshness`, the sources' freshness checks alone.
+pub async fn test(global: &Global, sel: &Selection, junit: Option<&Path>, only_freshness: bool) -> Result<i32> {
     let start = Instant::now();
     let c = compile_project(global).await?;
     let chosen = resolve_selection(&c, sel)?;
@@ -58,6 +59,10 @@ pub async fn test(global: &Global, sel: &Selection, junit: Option<&Path>) -> Res
             add(&format!("{s}.{t}"), &decl.tests, !used);
         }
     }
+    if only_freshness {
+        parsed.retain(|a| matches!(a.kind, assertions::Kind::Freshness { .. }));
+        outcomes.retain(|o| o.kind == "freshness");
+    }
     // Two checks of the same kind on the same columns get `_2`, `_3`... (dbt adds a hash).
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for a in parsed.iter_mut() {
@@ -67,8 +72,21 @@ pub async fn test(global: &Global, sel: &Selection, junit: Option<&Path>) -> Res
             a.name = format!("{}_{n}", a.name);
         }
     }
-    outcomes.extend(assertions::evaluate(&c.engine, &parsed).await);
+    outcomes.extend(assertions::evaluate(&c.engine, &parsed, as_of_us(&c)).await);
     report(&c, &outcomes, start.elapsed().as_secs_f64(), junit)
+}
+
+/// SPEC §3: with an `as_of` var, the end of that day (UTC); otherwise now.
+fn as_of_us(c: &Compiled) -> i64 {
+    c.project
+        .vars
+        .get("as_of")
+        .and_then(|v| v.as_str())
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(|d| d.succ_opt())
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros())
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros())
 }
 
 fn could_not_run(a: &Assertion, message: String) -> Outcome {

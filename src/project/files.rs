@@ -152,7 +152,8 @@ pub struct SourceTableDecl {
     pub description: Option<String>,
     #[serde(default)]
     pub loaded_at_field: Option<String>,
-    #[serde(default)]
+    /// `Some(Null)` when written as `freshness: null` (turns the source's off).
+    #[serde(default, deserialize_with = "present")]
     pub freshness: Option<Value>,
     #[serde(default)]
     pub meta: BTreeMap<String, Value>,
@@ -226,4 +227,9 @@ pub struct ColumnDecl {
     pub data_tests: Vec<Value>,
     #[serde(default)]
     pub config: BTreeMap<String, Value>,
+}
+
+/// A key that is present, even as `null`, deserializes to `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
 }

@@ -232,7 +232,22 @@ impl Properties {
                     location,
                     loaded_at_field: t.loaded_at_field.clone().or_else(|| source.loaded_at_field.clone()),
                     columns: columns(&t.columns),
-                    tests: tests_of(file, text, &t.name, &t.columns, &t.tests, &t.data_tests),
+                    tests: {
+                        let mut tests = tests_of(file, text, &t.name, &t.columns, &t.tests, &t.data_tests);
+                        // dbt source freshness (the table's block overrides the source's; `null` turns it off).
+                        let block = match &t.freshness {
+                            Some(serde_yaml_ng::Value::Null) => None,
+                            Some(f) => Some(f.clone()),
+                            None => source.freshness.clone(),
+                        };
+                        let field = t.loaded_at_field.clone().or_else(|| source.loaded_at_field.clone());
+                        if let (Some(serde_yaml_ng::Value::Mapping(mut f)), Some(field)) = (block, field) {
+                            f.insert("column".into(), field.into());
+                            let spec = serde_yaml_ng::Value::Mapping([("freshness".into(), serde_yaml_ng::Value::Mapping(f))].into_iter().collect());
+                            tests.push(TestDecl { column: None, spec, file: file.to_path_buf(), line });
+                        }
+                        tests
+                    },
                     file: file.to_path_buf(),
                     line,
                 },

@@ -67,3 +67,46 @@ fn tally_test_fuses_checks_and_gates_ci() {
     assert!(xml.contains(r#"<testsuites name="tally" tests="15" failures="5""#), "{xml}");
     assert!(xml.contains(r#"name="accepted_values_stg_orders_status" file="models/marts/schema.yml" line="39"><failure type="fail""#), "{xml}");
 }
+
+/// dbt source freshness: `loaded_at_field` + `freshness` on the source, turned
+/// off per table with `freshness: null`, measured against the `as_of` var.
+#[test]
+fn source_freshness_against_as_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tally_project.yml"), "name: fresh\n").unwrap();
+    std::fs::create_dir_all(d.join("models")).unwrap();
+    std::fs::write(
+        d.join("models/sources.yml"),
+        r#"version: 2
+sources:
+  - name: crm
+    location: raw
+    loaded_at_field: created_at
+    freshness:
+      warn_after: {count: 24, period: hour}
+      error_after: {count: 2, period: day}
+    tables:
+      - name: accounts
+      - name: opportunities
+        freshness: null
+"#,
+    )
+    .unwrap();
+    std::fs::write(d.join("models/m.sql"), "select * from {{ source('crm', 'accounts') }}").unwrap();
+    crate::sources::raw_data(&d.join("raw"));
+    // The newest account was created 2024-03-01 00:00 UTC.
+    let check = |as_of: &str, code: i32, status: &str, hours: f64| {
+        let run = tally(d, &["freshness", "--vars", &format!("{{as_of: '{as_of}'}}")]);
+        run.assert_code(code);
+        let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("target/run_results.json")).unwrap()).unwrap();
+        let list = results["assertions"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "only accounts is checked: {results}");
+        assert_eq!(list[0]["relation"], "crm.accounts");
+        assert_eq!(list[0]["status"], status, "{as_of}: {}", run.stdout);
+        assert_eq!(list[0]["observed"].as_f64().unwrap(), hours);
+    };
+    check("2024-03-01", 0, "pass", 24.0); // as_of instant 03-02 00:00: 24 h, not over 24
+    check("2024-03-02", 0, "warn", 48.0); // over 24 h, not over 2 days
+    check("2024-03-04", 1, "fail", 96.0);
+}

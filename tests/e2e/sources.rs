@@ -16,7 +16,7 @@ fn write_parquet(path: &std::path::Path, batch: &RecordBatch) {
     w.close().unwrap();
 }
 
-fn raw_data(root: &std::path::Path) {
+pub fn raw_data(root: &std::path::Path) {
     // accounts: naive timestamps (isAdjustedToUTC=false), two files.
     let schema = Arc::new(Schema::new(vec![
         Field::new("account_id", DataType::Utf8, true),
