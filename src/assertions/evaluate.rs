@@ -42,7 +42,7 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) 
     for (a, c) in assertions.iter().zip(counts) {
         out.push(match &a.kind {
             Kind::Freshness { .. } => freshness(engine, a, as_of_us).await,
-            _ => outcome(a, c),
+            _ => a.outcome(c),
         });
     }
     out
@@ -50,7 +50,7 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) 
 
 /// Lag in hours from max(column) to the as_of instant.
 async fn freshness(engine: &Engine, a: &Assertion, as_of_us: i64) -> Outcome {
-    let Kind::Freshness { column, warn_after_hours, error_after_hours } = &a.kind else { return outcome(a, Err("not a freshness check".into())) };
+    let Kind::Freshness { column, warn_after_hours, error_after_hours } = &a.kind else { return a.outcome(Err("not a freshness check".into())) };
     let sql = format!(
         "select count(*) as n, cast(date_part('epoch', max({c})) * 1000000 as bigint) as newest from {} where {}",
         a.relation_sql,
@@ -59,9 +59,9 @@ async fn freshness(engine: &Engine, a: &Assertion, as_of_us: i64) -> Outcome {
     );
     let row = match single_row_signed(engine, &sql).await {
         Ok(r) => r,
-        Err(e) => return outcome(a, Err(e)),
+        Err(e) => return a.outcome(Err(e)),
     };
-    let mut o = outcome(a, Ok((row[0].max(0) as u64, 0)));
+    let mut o = a.outcome(Ok((row[0].max(0) as u64, 0)));
     let lag = lag_hours(row.get(1).copied(), as_of_us);
     o.observed = lag;
     let over = |h: &Option<f64>| h.is_some_and(|h| lag > h);
@@ -82,31 +82,6 @@ fn lag_hours(newest: Option<i64>, as_of_us: i64) -> f64 {
     match newest {
         Some(n) if n != i64::MIN => (as_of_us - n) as f64 / 3_600_000_000.0,
         _ => f64::INFINITY,
-    }
-}
-
-fn outcome(a: &Assertion, counts: Result<(u64, u64), String>) -> Outcome {
-    let (status, rows_checked, failing, observed, threshold, message) = match counts {
-        Ok((checked, failing)) => {
-            let (status, observed, threshold) = a.judge(checked, failing);
-            (status, checked, failing, observed, threshold, None)
-        }
-        Err(e) => (Status::Error, 0, 0, 0.0, String::new(), Some(e)),
-    };
-    Outcome {
-        name: a.name.clone(),
-        relation: a.relation.clone(),
-        kind: a.kind.name(),
-        columns: a.kind.columns().join(","),
-        severity: a.severity,
-        status,
-        rows_checked,
-        failing_rows: failing,
-        observed,
-        threshold,
-        message,
-        file: a.file.display().to_string(),
-        line: a.line,
     }
 }
 

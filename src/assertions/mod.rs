@@ -155,6 +155,25 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A declaration that could not be parsed: an error at its line.
+    pub fn invalid(relation: &str, decl: &crate::project::TestDecl, message: String) -> Outcome {
+        Outcome {
+            name: format!("{relation}:{}", decl.line),
+            relation: relation.to_string(),
+            kind: "custom",
+            columns: decl.column.clone().unwrap_or_default(),
+            severity: Severity::Error,
+            status: Status::Error,
+            rows_checked: 0,
+            failing_rows: 0,
+            observed: 0.0,
+            threshold: String::new(),
+            message: Some(message),
+            file: decl.file.display().to_string(),
+            line: decl.line,
+        }
+    }
+
     pub fn status_word(&self) -> &'static str {
         match self.status {
             Status::Pass => "pass",
@@ -166,6 +185,33 @@ impl Outcome {
 }
 
 impl Assertion {
+    /// The outcome of this check from its (rows checked, failing rows), or
+    /// `Err(why)` when it could not run.
+    pub fn outcome(&self, counts: Result<(u64, u64), String>) -> Outcome {
+        let (status, rows_checked, failing_rows, observed, threshold, message) = match counts {
+            Ok((checked, failing)) => {
+                let (status, observed, threshold) = self.judge(checked, failing);
+                (status, checked, failing, observed, threshold, None)
+            }
+            Err(e) => (Status::Error, 0, 0, 0.0, String::new(), Some(e)),
+        };
+        Outcome {
+            name: self.name.clone(),
+            relation: self.relation.clone(),
+            kind: self.kind.name(),
+            columns: self.kind.columns().join(","),
+            severity: self.severity,
+            status,
+            rows_checked,
+            failing_rows,
+            observed,
+            threshold,
+            message,
+            file: self.file.display().to_string(),
+            line: self.line,
+        }
+    }
+
     /// Judge counts against the thresholds: a ratio bound when the check has
     /// one, else dbt's `error_if` / `warn_if` on the failing count.
     pub fn judge(&self, rows_checked: u64, failing: u64) -> (Status, f64, String) {

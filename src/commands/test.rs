@@ -11,7 +11,6 @@ use crate::assertions::{self, Assertion, Outcome, Status};
 use crate::cli::{Global, Selection};
 use crate::compile::Compiled;
 use crate::error::{Error, Result};
-use crate::materialize::open_table;
 use crate::project::TestDecl;
 use crate::run::prepare_unselected;
 
@@ -20,38 +19,24 @@ pub async fn test(global: &Global, sel: &Selection, junit: Option<&Path>, only_f
     let start = Instant::now();
     let c = compile_project(global).await?;
     let chosen = resolve_selection(&c, sel)?;
-    prepare_unselected(&c, &BTreeSet::new()).await;
+    // Every node resolves to what the warehouse holds; `unbuilt` never published.
+    let unbuilt = prepare_unselected(&c, &BTreeSet::new()).await;
 
     let mut parsed: Vec<Assertion> = Vec::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut add = |relation: &str, decls: &[TestDecl], unbuilt: bool| {
         for d in decls {
             match assertions::parse(relation, &assertions::relation_sql(relation), d) {
-                Ok(a) if unbuilt => outcomes.push(could_not_run(&a, format!("`{relation}` has not been built; run `tally build` first"))),
+                Ok(a) if unbuilt => outcomes.push(a.outcome(Err(format!("`{relation}` has not been built; run `tally build` first")))),
                 Ok(a) => parsed.push(a),
-                Err(diag) => outcomes.push(Outcome {
-                    name: format!("{relation}:{}", d.line),
-                    relation: relation.to_string(),
-                    kind: "custom",
-                    columns: d.column.clone().unwrap_or_default(),
-                    severity: assertions::Severity::Error,
-                    status: Status::Error,
-                    rows_checked: 0,
-                    failing_rows: 0,
-                    observed: 0.0,
-                    threshold: String::new(),
-                    message: Some(diag.headline()),
-                    file: d.file.display().to_string(),
-                    line: d.line,
-                }),
+                Err(diag) => outcomes.push(Outcome::invalid(relation, d, diag.headline())),
             }
         }
     };
     for name in c.dag.topo_order().filter(|n| chosen.contains(*n)) {
-        let node = &c.nodes[name];
         let decls = c.project.models.get(name).map(|m| &m.tests).or_else(|| c.project.seeds.get(name).map(|s| &s.tests));
-        let unbuilt = node.materialized.is_stored() && !matches!(open_table(&c.engine, &c.target.table_url(name), None).await, Ok(Some(_)));
-        add(name, decls.map(Vec::as_slice).unwrap_or_default(), unbuilt);
+        let never_built = unbuilt.contains(name) || c.dag.ancestors(name).iter().any(|a| unbuilt.contains(a));
+        add(name, decls.map(Vec::as_slice).unwrap_or_default(), never_built);
     }
     if sel.select.is_empty() {
         for ((s, t), decl) in &c.project.sources {
@@ -89,35 +74,15 @@ fn as_of_us(c: &Compiled) -> i64 {
         .unwrap_or_else(|| chrono::Utc::now().timestamp_micros())
 }
 
-fn could_not_run(a: &Assertion, message: String) -> Outcome {
-    Outcome {
-        name: a.name.clone(),
-        relation: a.relation.clone(),
-        kind: a.kind.name(),
-        columns: a.kind.columns().join(","),
-        severity: a.severity,
-        status: Status::Error,
-        rows_checked: 0,
-        failing_rows: 0,
-        observed: 0.0,
-        threshold: String::new(),
-        message: Some(message),
-        file: a.file.display().to_string(),
-        line: a.line,
-    }
-}
-
 fn report(c: &Compiled, outcomes: &[Outcome], elapsed: f64, junit: Option<&Path>) -> Result<i32> {
     let mut table = Table::new();
     table.load_preset(UTF8_BORDERS_ONLY).set_header(["status", "assertion", "failing", "checked", "observed", "threshold"]);
     for o in outcomes {
         let status = match o.status {
-            Status::Pass => "pass",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
-            Status::Error => "ERROR",
+            Status::Fail | Status::Error => o.status_word().to_uppercase(),
+            _ => o.status_word().to_string(),
         };
-        table.add_row(vec![status.to_string(), o.name.clone(), o.failing_rows.to_string(), o.rows_checked.to_string(), format!("{:.4}", o.observed), o.threshold.clone()]);
+        table.add_row(vec![status, o.name.clone(), o.failing_rows.to_string(), o.rows_checked.to_string(), format!("{:.4}", o.observed), o.threshold.clone()]);
     }
     println!("{table}");
     for o in outcomes.iter().filter(|o| matches!(o.status, Status::Fail | Status::Error | Status::Warn)) {
