@@ -134,33 +134,18 @@ pub fn write_compiled(c: &Compiled) -> Result<()> {
 struct RunResults<'a> {
     metadata: Metadata<'a>,
     command: &'a str,
+    run_id: &'a str,
     elapsed_time: f64,
     peak_rss_bytes: Option<u64>,
+    /// One entry per node run (empty for `tally test`).
     results: &'a [NodeResult],
-}
-
-pub fn write_run_results(c: &Compiled, command: &str, elapsed: f64, results: &[NodeResult]) -> Result<()> {
-    let doc = RunResults {
-        metadata: metadata(c),
-        command,
-        elapsed_time: elapsed,
-        peak_rss_bytes: peak_rss_bytes(),
-        results,
-    };
-    write_json(&c.project.dir.join(&c.project.target_path).join("run_results.json"), &doc)
-}
-
-#[derive(Serialize)]
-struct TestResults<'a> {
-    metadata: Metadata<'a>,
-    command: &'static str,
-    elapsed_time: f64,
+    /// One entry per assertion evaluated (empty for `tally run`).
     assertions: &'a [crate::assertions::Outcome],
 }
 
-/// `target/run_results.json` of `tally test`: one entry per assertion.
-pub fn write_test_results(c: &Compiled, elapsed: f64, outcomes: &[crate::assertions::Outcome]) -> Result<()> {
-    let doc = TestResults { metadata: metadata(c), command: "test", elapsed_time: elapsed, assertions: outcomes };
+/// `target/run_results.json`: every node's and every assertion's result.
+pub fn write_run_results(c: &Compiled, command: &str, run_id: &str, elapsed: f64, results: &[NodeResult], assertions: &[crate::assertions::Outcome]) -> Result<()> {
+    let doc = RunResults { metadata: metadata(c), command, run_id, elapsed_time: elapsed, peak_rss_bytes: peak_rss_bytes(), results, assertions };
     write_json(&c.project.dir.join(&c.project.target_path).join("run_results.json"), &doc)
 }
 

@@ -55,15 +55,20 @@ pub enum Command {
     Compile(Selection),
     /// Run the selected models in DAG order.
     Run(Selection),
-    /// Build the selected models (run; assertions join in as they are declared).
-    Build(Selection),
+    /// Write, audit, publish: run the selected models in DAG order, check each one's
+    /// staged data and publish it only if no error-level assertion fails; exit 1 otherwise.
+    Build {
+        #[command(flatten)]
+        selection: Selection,
+        #[command(flatten)]
+        gate: Gate,
+    },
     /// Run the data tests declared in YAML on the published tables; exit 1 when an error-level one fails.
     Test {
         #[command(flatten)]
         selection: Selection,
-        /// Also write the results as JUnit XML (for CI systems).
-        #[arg(long)]
-        junit: Option<PathBuf>,
+        #[command(flatten)]
+        gate: Gate,
     },
     /// Check source freshness (dbt `freshness:` with `loaded_at_field`) against as_of or now.
     Freshness {
@@ -100,6 +105,17 @@ pub struct Selection {
     /// Nodes to leave out (same syntax).
     #[arg(long, num_args = 1..)]
     pub exclude: Vec<String>,
+}
+
+/// How assertions judge a run, and where their results go besides the console.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Gate {
+    /// Also write every assertion's result as JUnit XML (for CI systems).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Treat warnings as errors: a warned table is not published and the exit code is 1.
+    #[arg(long)]
+    pub warn_error: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

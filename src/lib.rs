@@ -10,6 +10,7 @@
 
 pub mod artifacts;
 pub mod assertions;
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod compile;
@@ -24,4 +25,5 @@ pub mod project;
 pub mod render;
 pub mod report;
 pub mod run;
+pub mod scorecard;
 pub mod select;

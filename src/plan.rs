@@ -133,6 +133,22 @@ impl Engine {
         self.register(name, Arc::new(ViewTable::new(plan, Some(sql.to_string()))))
     }
 
+    /// Make `name` resolve to exactly these Parquet files (staged, not yet
+    /// published data); `schema` types it when there are none.
+    pub async fn register_files(&self, name: &str, files: &[url::Url], schema: SchemaRef) -> Result<(), DataFusionError> {
+        if files.is_empty() {
+            return self.register_placeholder(name, schema);
+        }
+        let urls = files.iter().map(|u| ListingTableUrl::parse(u.as_str())).collect::<Result<Vec<_>, _>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).infer_schema(&self.ctx.state()).await?;
+        self.register(name, Arc::new(ListingTable::try_new(config)?))
+    }
+
+    pub fn deregister(&self, name: &str) {
+        let _ = self.ctx.deregister_table(TableReference::bare(name));
+    }
+
     pub fn register(&self, name: &str, provider: Arc<dyn TableProvider>) -> Result<(), DataFusionError> {
         let reference = TableReference::bare(name);
         self.ctx.deregister_table(reference.clone())?;

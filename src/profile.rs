@@ -174,4 +174,9 @@ impl Target {
         url.set_path(&format!("{}{}/", self.warehouse.path(), name));
         url
     }
+
+    /// Where a run keeps what its assertions found: `<warehouse>/_audit/<run_id>/`.
+    pub fn audit_url(&self, run_id: &str) -> Url {
+        self.table_url(&format!("_audit/{run_id}"))
+    }
 }

@@ -100,6 +100,46 @@ pub fn summary(results: &[NodeResult], elapsed: f64) -> String {
     )
 }
 
+/// The assertions' table, one line per warned or failed check (with its
+/// file:line, a sample of failing keys, where the failing rows were stored),
+/// and a totals line.
+pub fn assertions(outcomes: &[crate::assertions::Outcome]) -> String {
+    use crate::assertions::Status;
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(["status", "assertion", "failing", "checked", "observed", "threshold"]);
+    for o in outcomes {
+        let status = if o.blocks() { o.status_word().to_uppercase() } else { o.status_word().to_string() };
+        table.add_row(vec![
+            Cell::new(status),
+            Cell::new(&o.name),
+            Cell::new(o.failing_rows).set_alignment(CellAlignment::Right),
+            Cell::new(o.rows_checked).set_alignment(CellAlignment::Right),
+            Cell::new(format!("{:.4}", o.observed)).set_alignment(CellAlignment::Right),
+            Cell::new(&o.threshold),
+        ]);
+    }
+    let mut out = format!("{table}\n");
+    for o in outcomes.iter().filter(|o| o.status != Status::Pass) {
+        let what = o.message.clone().unwrap_or_else(|| format!("{} failing of {} rows", o.failing_rows, o.rows_checked));
+        out.push_str(&format!("{}: {} {}:{}: {what}\n", o.status_word(), o.name, o.file, o.line));
+        for row in &o.sample {
+            out.push_str(&format!("      {row}\n"));
+        }
+        if let Some(path) = &o.failing_rows_path {
+            out.push_str(&format!("      failing rows: {path}\n"));
+        }
+    }
+    let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
+    out.push_str(&format!(
+        "Assertions: {} pass, {} warn, {} fail, {} error",
+        count(Status::Pass),
+        count(Status::Warn),
+        count(Status::Fail),
+        count(Status::Error)
+    ));
+    out
+}
+
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;

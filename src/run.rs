@@ -1,6 +1,11 @@
 //! Execute the selected part of the DAG: independent nodes in parallel (up to
 //! `threads` at once), each node only after its selected parents succeeded.
 //! A failed node's descendants are skipped, with the reason.
+//!
+//! With an [`Auditor`] (`tally build`), sources are checked first and each
+//! node's checks gate it: a stored node is written, audited on exactly the
+//! written files and published only if no error-level check fails; a view is
+//! checked once defined. Nodes reading a failed source are skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,8 +15,12 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tracing::{info_span, Instrument};
 
+use crate::assertions::relation_sql;
+use crate::audit::{blocking_summary, Auditor, ModelAudit};
 use crate::compile::{seed_plan, Compiled, Node};
-use crate::materialize::{open_table, write_table, Written};
+use crate::materialize::{open_table, write_table, Audit, Written};
+use crate::render::quote_ident;
+use deltalake::protocol::SaveMode;
 use crate::plan::sql_diagnostic;
 use crate::project::Materialization;
 
@@ -48,15 +57,32 @@ pub trait Progress: Send + Sync {
     fn finished(&self, result: &NodeResult);
 }
 
-/// Run `selected` nodes of `compiled`.
-pub async fn run(compiled: Arc<Compiled>, selected: &BTreeSet<String>, threads: usize, progress: Arc<dyn Progress>) -> Vec<NodeResult> {
+/// Run `selected` nodes of `compiled`; with `auditor`, gate each on its checks.
+pub async fn run(
+    compiled: Arc<Compiled>,
+    selected: &BTreeSet<String>,
+    threads: usize,
+    progress: Arc<dyn Progress>,
+    auditor: Option<Arc<Auditor>>,
+) -> Vec<NodeResult> {
     let run_start = Instant::now();
     let missing = prepare_unselected(&compiled, selected).await;
+    let failed_sources = match &auditor {
+        Some(a) => check_sources(&compiled, selected, a).await,
+        None => BTreeMap::new(),
+    };
+    let checked_after = match &auditor {
+        Some(_) => check_order(&compiled, selected),
+        None => BTreeMap::new(),
+    };
     let mut started: BTreeMap<String, f64> = BTreeMap::new();
     let mut results: BTreeMap<String, NodeResult> = BTreeMap::new();
     let mut waiting: BTreeMap<String, usize> = selected
         .iter()
-        .map(|n| (n.clone(), compiled.dag.parents(n).iter().filter(|p| selected.contains(**p)).count()))
+        .map(|n| {
+            let parents = compiled.dag.parents(n).iter().filter(|p| selected.contains(**p)).count();
+            (n.clone(), parents + checked_after.values().filter(|waiters| waiters.contains(n)).count())
+        })
         .collect();
     let mut ready: BTreeSet<String> = waiting.iter().filter(|(_, c)| **c == 0).map(|(n, _)| n.clone()).collect();
     let mut tasks = JoinSet::new();
@@ -70,18 +96,28 @@ pub async fn run(compiled: Arc<Compiled>, selected: &BTreeSet<String>, threads: 
             if let Some(m) = compiled.dag.ancestors(&name).iter().find(|a| missing.contains(*a)) {
                 let r = result(node, Status::Error, None, 0.0, Some(format!("upstream `{m}` has never been built on this target; select it too, e.g. --select +{name}")));
                 progress.finished(&r);
-                skip_descendants(&compiled, &name, selected, &mut results, &mut waiting, &mut ready, progress.as_ref());
+                let why = format!("upstream `{name}` failed");
+                skip_descendants(&compiled, &name, &why, selected, &mut results, &mut waiting, &mut ready, progress.as_ref());
+                results.insert(name, r);
+                continue;
+            }
+            if let Some((source, why)) = node.sources.iter().find_map(|s| failed_sources.get(s).map(|w| (s, w))) {
+                let r = result(node, Status::Skipped, None, 0.0, Some(format!("skipped: source `{}.{}` failed its checks: {why}", source.0, source.1)));
+                progress.finished(&r);
+                let why = format!("upstream source `{}.{}` failed its checks", source.0, source.1);
+                skip_descendants(&compiled, &name, &why, selected, &mut results, &mut waiting, &mut ready, progress.as_ref());
                 results.insert(name, r);
                 continue;
             }
             progress.started(&name);
             started.insert(name.clone(), run_start.elapsed().as_secs_f64());
             let c = compiled.clone();
+            let auditor = auditor.clone();
             let span = info_span!("node", name = %name);
             tasks.spawn(
                 async move {
                     let start = Instant::now();
-                    let outcome = execute(&c, &c.nodes[&name]).await;
+                    let outcome = execute(&c, &name, auditor).await;
                     (name, outcome, start.elapsed().as_secs_f64())
                 }
                 .instrument(span),
@@ -97,13 +133,22 @@ pub async fn run(compiled: Arc<Compiled>, selected: &BTreeSet<String>, threads: 
         };
         let node = &compiled.nodes[&name];
         let mut r = match outcome {
-            Ok(w) => result(node, Status::Success, w, secs, None),
+            Ok((w, note)) => result(node, Status::Success, w, secs, note),
             Err(msg) => result(node, Status::Error, None, secs, Some(msg)),
         };
         r.started_at = started.get(&name).copied().unwrap_or_default();
         r.completed_at = run_start.elapsed().as_secs_f64();
         tracing::info!(node = %name, status = ?r.status, rows = ?r.rows, seconds = secs, "node finished");
         progress.finished(&r);
+        // Checks that read this node may run now, whatever became of it.
+        for waiter in checked_after.get(&name).into_iter().flatten() {
+            if let Some(c) = waiting.get_mut(waiter) {
+                *c -= 1;
+                if *c == 0 {
+                    ready.insert(waiter.clone());
+                }
+            }
+        }
         if r.status == Status::Success {
             for child in compiled.dag.children(&name) {
                 if let Some(c) = waiting.get_mut(child) {
@@ -114,7 +159,8 @@ pub async fn run(compiled: Arc<Compiled>, selected: &BTreeSet<String>, threads: 
                 }
             }
         } else {
-            skip_descendants(&compiled, &name, selected, &mut results, &mut waiting, &mut ready, progress.as_ref());
+            let why = format!("upstream `{name}` failed");
+            skip_descendants(&compiled, &name, &why, selected, &mut results, &mut waiting, &mut ready, progress.as_ref());
         }
         results.insert(name, r);
     }
@@ -122,9 +168,11 @@ pub async fn run(compiled: Arc<Compiled>, selected: &BTreeSet<String>, threads: 
     compiled.dag.topo_order().filter_map(|n| results.remove(n)).collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn skip_descendants(
     compiled: &Compiled,
     failed: &str,
+    why: &str,
     selected: &BTreeSet<String>,
     results: &mut BTreeMap<String, NodeResult>,
     waiting: &mut BTreeMap<String, usize>,
@@ -135,7 +183,7 @@ fn skip_descendants(
         if selected.contains(&d) && !results.contains_key(&d) {
             waiting.remove(&d);
             ready.remove(&d);
-            let r = result(&compiled.nodes[&d], Status::Skipped, None, 0.0, Some(format!("skipped: upstream `{failed}` failed")));
+            let r = result(&compiled.nodes[&d], Status::Skipped, None, 0.0, Some(format!("skipped: {why}")));
             progress.finished(&r);
             results.insert(d, r);
         }
@@ -188,8 +236,63 @@ pub async fn prepare_unselected(compiled: &Compiled, selected: &BTreeSet<String>
     missing
 }
 
+/// Checks that read another selected node (relationships, reconciliation) run
+/// after it: node -> the nodes whose checks wait for it. Where waiting would
+/// close a cycle (the other node depends on this one), the check reads the
+/// other's published version instead.
+fn check_order(compiled: &Compiled, selected: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut order: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for name in selected {
+        let decls = compiled.project.models.get(name).map(|m| m.tests.as_slice()).unwrap_or_default();
+        for d in decls {
+            let Ok(a) = crate::assertions::parse(name, "", d) else { continue };
+            let Some(other) = a.kind.other_relation() else { continue };
+            if other == name || !selected.contains(other) || compiled.dag.ancestors(name).contains(other) || reaches(compiled, &order, name, other) {
+                continue;
+            }
+            order.entry(other.to_string()).or_default().insert(name.clone());
+        }
+    }
+    order
+}
+
+/// Whether `to` runs after `from`, through the DAG or the check order.
+fn reaches(compiled: &Compiled, order: &BTreeMap<String, BTreeSet<String>>, from: &str, to: &str) -> bool {
+    let mut stack = vec![from.to_string()];
+    let mut seen = BTreeSet::new();
+    while let Some(n) = stack.pop() {
+        if n == to {
+            return true;
+        }
+        if seen.insert(n.clone()) {
+            stack.extend(compiled.dag.children(&n).iter().map(|c| c.to_string()));
+            stack.extend(order.get(&n).into_iter().flatten().cloned());
+        }
+    }
+    false
+}
+
+/// Check every source the selection reads; returns the failed ones, with why.
+async fn check_sources(compiled: &Compiled, selected: &BTreeSet<String>, auditor: &Auditor) -> BTreeMap<(String, String), String> {
+    let used: BTreeSet<&(String, String)> = selected.iter().flat_map(|n| &compiled.nodes[n].sources).collect();
+    let mut failed = BTreeMap::new();
+    for key in used {
+        let Some(decl) = compiled.project.sources.get(key) else { continue };
+        let name = format!("{}.{}", key.0, key.1);
+        let outcomes = auditor.check(&compiled.engine, &name, &relation_sql(&name), &decl.tests).await;
+        if let Some(why) = blocking_summary(&outcomes) {
+            failed.insert(key.clone(), why);
+        }
+    }
+    failed
+}
+
+/// What a node's run leaves to report: what it wrote, and a note (warnings).
+type Executed = (Option<Written>, Option<String>);
+
 /// Run one node; on success the node resolves to its new data for dependents.
-async fn execute(compiled: &Compiled, node: &Node) -> Result<Option<Written>, String> {
+async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Auditor>>) -> Result<Executed, String> {
+    let node = &compiled.nodes[name];
     let engine = &compiled.engine;
     let compiled_path = compiled.compiled_path(node).display().to_string();
     let plan = match node.materialized {
@@ -201,16 +304,49 @@ async fn execute(compiled: &Compiled, node: &Node) -> Result<Option<Written>, St
     };
     if !node.materialized.is_stored() {
         engine.register_view(&node.name, plan, &node.sql).map_err(|e| e.to_string())?;
-        return Ok(None);
+        let Some(auditor) = auditor else { return Ok((None, None)) };
+        let decls = compiled.project.models.get(name).map(|m| m.tests.as_slice()).unwrap_or_default();
+        let outcomes = auditor.check(engine, name, &quote_ident(name), decls).await;
+        return match blocking_summary(&outcomes) {
+            Some(why) => Err(why),
+            None => Ok((None, warnings(&outcomes))),
+        };
     }
+    let gate = auditor.map(|auditor| {
+        Arc::new(ModelAudit {
+            compiled: compiled.clone(),
+            auditor,
+            model: name.to_string(),
+            schema: Arc::new(plan.schema().as_arrow().clone()),
+            outcomes: Default::default(),
+        })
+    });
     let url = compiled.target.table_url(&node.name);
-    let written = write_table(engine, &url, &node.name, plan)
-        .await
-        .map_err(|e| format!("{}: {}", node.path.display(), crate::materialize::error_text(&e)))?;
+    let written = write_table(engine, &url, &node.name, plan, SaveMode::Overwrite, gate.clone().map(|g| g as Arc<dyn Audit>)).await;
+    let outcomes = gate.map(|g| g.outcomes()).unwrap_or_default();
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => {
+            return Err(match blocking_summary(&outcomes) {
+                Some(why) => format!("not published, the previous version stays: {why}"),
+                None => format!("{}: {}", node.path.display(), crate::materialize::error_text(&e)),
+            });
+        }
+    };
     let provider = open_table(engine, &url, None)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{}: table vanished after writing", url))?;
     engine.register(&node.name, provider).map_err(|e| e.to_string())?;
-    Ok(Some(written))
+    Ok((Some(written), warnings(&outcomes)))
+}
+
+/// "2 warnings: a (3 of 10 rows); b (...)", or None.
+fn warnings(outcomes: &[crate::assertions::Outcome]) -> Option<String> {
+    let warned: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.status == crate::assertions::Status::Warn)
+        .map(|o| format!("{} ({} of {} rows)", o.name, o.failing_rows, o.rows_checked))
+        .collect();
+    (!warned.is_empty()).then(|| format!("{} warning(s): {}", warned.len(), warned.join("; ")))
 }

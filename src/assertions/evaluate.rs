@@ -87,14 +87,39 @@ fn lag_hours(newest: Option<i64>, as_of_us: i64) -> f64 {
 
 fn fusable(a: &Assertion) -> bool {
     match &a.kind {
-        Kind::Freshness { .. } => false,
         Kind::Duplicates { columns, .. } => columns.len() == 1,
-        Kind::Relationships { .. } => false,
-        _ => true,
+        Kind::Completeness { .. } | Kind::AcceptedValues { .. } | Kind::RowCount { .. } | Kind::Expression { .. } => true,
+        Kind::Freshness { .. } | Kind::Relationships { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => false,
     }
 }
 
-fn filter(a: &Assertion) -> String {
+/// One row per group of a reconciliation: its `by` keys, `measure` (this
+/// relation), `to_measure` (the other) and their absolute `difference`; a
+/// group missing on one side counts as 0 there.
+pub(super) fn reconciliation_sql(a: &Assertion) -> Option<String> {
+    let Kind::Reconciliation { measure, to, to_measure, to_filter, by, .. } = &a.kind else { return None };
+    let keys: Vec<String> = by.iter().map(|c| quote_ident(c)).collect();
+    let list = keys.join(", ");
+    let side = |m: &str, rel: &str, f: &str| {
+        if keys.is_empty() {
+            format!("select cast({m} as double) as m from {rel} where {f}")
+        } else {
+            format!("select {list}, cast({m} as double) as m from {rel} where {f} group by {list}")
+        }
+    };
+    let left = side(measure, &a.relation_sql, &filter(a));
+    let right = side(to_measure, &relation_sql(to), &to_filter.as_ref().map_or("true".to_string(), |f| format!("({f})")));
+    let diff = "a.m as measure, b.m as to_measure, abs(coalesce(a.m, 0) - coalesce(b.m, 0)) as difference";
+    Some(if keys.is_empty() {
+        format!("select {diff} from ({left}) a cross join ({right}) b")
+    } else {
+        let pick = keys.iter().map(|k| format!("coalesce(a.{k}, b.{k}) as {k}")).collect::<Vec<_>>().join(", ");
+        let on = keys.iter().map(|k| format!("a.{k} = b.{k}")).collect::<Vec<_>>().join(" and ");
+        format!("select {pick}, {diff} from ({left}) a full join ({right}) b on {on}")
+    })
+}
+
+pub(super) fn filter(a: &Assertion) -> String {
     a.filter.as_ref().map_or("true".to_string(), |f| format!("({f})"))
 }
 
@@ -127,7 +152,9 @@ async fn fused_counts(engine: &Engine, relation: &str, assertions: &[&Assertion]
             Kind::Expression { expr } => (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and (({expr})) is false)")),
             Kind::RowCount { .. } => (format!("count(*) filter (where {f})"), "cast(0 as bigint)".to_string()),
             // Never fused (see `fusable`); valid SQL all the same.
-            Kind::Relationships { .. } | Kind::Freshness { .. } => ("cast(0 as bigint)".to_string(), "cast(0 as bigint)".to_string()),
+            Kind::Relationships { .. } | Kind::Freshness { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => {
+                ("cast(0 as bigint)".to_string(), "cast(0 as bigint)".to_string())
+            }
         };
         select.push(format!("cast({checked} as bigint) as c{i}, cast({failing} as bigint) as f{i}"));
     }
@@ -158,6 +185,11 @@ async fn own_query(engine: &Engine, a: &Assertion) -> Result<(u64, u64), String>
                   and not exists (select 1 from {parent} parent where parent.{pf} = child.{c})) as f"
             )
         }
+        Kind::Reconciliation { tolerance, .. } => {
+            let groups = reconciliation_sql(a).unwrap_or_default();
+            format!("select count(*) as c, count(*) filter (where difference > {tolerance}) as f from ({groups}) g")
+        }
+        Kind::Custom { sql } => format!("select count(*) as c, count(*) as f from ({sql}) failing"),
         Kind::Freshness { .. } => return Ok((0, 0)),
         _ => return fused_counts(engine, relation, &[a]).await.map(|v| v[0]),
     };

@@ -14,8 +14,11 @@
 //! | expression      | `expression: "amount >= 0"`                        | rows where it is false               |
 //! | freshness       | dbt source `freshness:` + `loaded_at_field`, or    | (observed = hours since max(column)) |
 //! |                 | `freshness: {column, warn_after, error_after}`     |                                      |
+//! | reconciliation  | `reconciliation: {measure, to, to_measure, by}`    | groups whose measures differ         |
+//! | custom          | a SQL file under `tests/` (dbt's singular test)    | the rows it returns                  |
 
 mod evaluate;
+pub mod failing;
 mod parse;
 
 pub use evaluate::{evaluate, relation_sql};
@@ -42,6 +45,12 @@ pub enum Kind {
     Expression { expr: String },
     /// Hours from max(`column`) to the as_of instant, against dbt-style bounds.
     Freshness { column: String, warn_after_hours: Option<f64>, error_after_hours: Option<f64> },
+    /// An aggregate `measure` of this relation against `to_measure` of `to`,
+    /// per group of `by` columns (or overall): groups differing by more than
+    /// `tolerance` fail.
+    Reconciliation { measure: String, to: String, to_measure: String, to_filter: Option<String>, by: Vec<String>, tolerance: f64 },
+    /// A query returning failing rows (a singular test).
+    Custom { sql: String },
 }
 
 impl Kind {
@@ -54,6 +63,16 @@ impl Kind {
             Kind::RowCount { .. } => "row_count",
             Kind::Expression { .. } => "expression",
             Kind::Freshness { .. } => "freshness",
+            Kind::Reconciliation { .. } => "reconciliation",
+            Kind::Custom { .. } => "custom",
+        }
+    }
+
+    /// The other relation this check reads, if any.
+    pub fn other_relation(&self) -> Option<&str> {
+        match self {
+            Kind::Relationships { to, .. } | Kind::Reconciliation { to, .. } => Some(to),
+            _ => None,
         }
     }
 
@@ -61,7 +80,8 @@ impl Kind {
         match self {
             Kind::Completeness { columns, .. } | Kind::Duplicates { columns, .. } => columns.clone(),
             Kind::AcceptedValues { column, .. } | Kind::Relationships { column, .. } | Kind::Freshness { column, .. } => vec![column.clone()],
-            Kind::RowCount { .. } | Kind::Expression { .. } => Vec::new(),
+            Kind::Reconciliation { by, .. } => by.clone(),
+            Kind::RowCount { .. } | Kind::Expression { .. } | Kind::Custom { .. } => Vec::new(),
         }
     }
 }
@@ -82,6 +102,8 @@ pub struct Assertion {
     /// Count thresholds (dbt's `warn_if` / `error_if`, default `!= 0`).
     pub warn_if: Threshold,
     pub error_if: Threshold,
+    /// At most this many failing rows are stored (dbt's `limit`).
+    pub limit: Option<usize>,
     pub file: std::path::PathBuf,
     pub line: usize,
 }
@@ -150,6 +172,12 @@ pub struct Outcome {
     pub observed: f64,
     pub threshold: String,
     pub message: Option<String>,
+    /// A few failing rows, by key: `id=42, amount=null`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<String>,
+    /// Where the failing rows were stored (Parquet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_rows_path: Option<String>,
     pub file: String,
     pub line: usize,
 }
@@ -169,9 +197,16 @@ impl Outcome {
             observed: 0.0,
             threshold: String::new(),
             message: Some(message),
+            sample: Vec::new(),
+            failing_rows_path: None,
             file: decl.file.display().to_string(),
             line: decl.line,
         }
+    }
+
+    /// Fails an error-level gate: a failed check, or one that could not run.
+    pub fn blocks(&self) -> bool {
+        matches!(self.status, Status::Fail | Status::Error)
     }
 
     pub fn status_word(&self) -> &'static str {
@@ -207,6 +242,8 @@ impl Assertion {
             observed,
             threshold,
             message,
+            sample: Vec::new(),
+            failing_rows_path: None,
             file: self.file.display().to_string(),
             line: self.line,
         }

@@ -86,9 +86,23 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
             };
             Kind::Freshness { column, warn_after_hours: hours("warn_after")?, error_after_hours: hours("error_after")? }
         }
+        "reconciliation" => {
+            let text = |key: &str| inner(key).and_then(|v| v.as_str()).map(str::to_string);
+            let need = |key: &str| text(key).ok_or_else(|| err(format!("`reconciliation` needs `{key}:`")));
+            let to = need("to")?;
+            Kind::Reconciliation {
+                measure: need("measure")?,
+                to: relation_of(&to).ok_or_else(|| err(format!("`to: {to}`: use ref('model') or source('name', 'table')")))?,
+                to_measure: text("to_measure").map_or_else(|| need("measure"), Ok)?,
+                to_filter: text("to_where"),
+                by: columns_arg("by").unwrap_or_default(),
+                tolerance: float("tolerance").unwrap_or(0.0),
+            }
+        }
         other => {
-            return Err(err(format!("unknown test `{other}`"))
-                .with_help("tally runs not_null, unique, accepted_values, relationships, completeness, duplicates, row_count, expression, freshness"))
+            return Err(err(format!("unknown test `{other}`")).with_help(
+                "tally runs not_null, unique, accepted_values, relationships, completeness, duplicates, row_count, expression, freshness, reconciliation",
+            ))
         }
     };
     let severity = match config("severity").and_then(|v| v.as_str()).map(str::to_ascii_lowercase).as_deref() {
@@ -113,6 +127,7 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
         filter,
         warn_if: threshold("warn_if")?,
         error_if: threshold("error_if")?,
+        limit: config("limit").and_then(|v| v.as_u64()).map(|n| n as usize),
         file: decl.file.clone(),
         line: decl.line,
     })

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::artifacts;
-use crate::cli::{Command, Global, LsOutput, Selection};
+use crate::audit::Auditor;
+use crate::cli::{Command, Gate, Global, LsOutput, Selection};
 use crate::compile::{compile, Compiled};
 use crate::error::{Error, Result};
 use crate::profile;
@@ -39,8 +40,8 @@ pub async fn dispatch(global: &Global, command: Command) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Run(sel) => run_selection(global, &sel, "run").await,
-        Command::Build(sel) => run_selection(global, &sel, "build").await,
+        Command::Run(sel) => run_selection(global, &sel, None).await,
+        Command::Build { selection, gate } => run_selection(global, &selection, Some(&gate)).await,
         Command::Ls { selection, output } => {
             let c = compile_project(global).await?;
             let chosen = resolve_selection(&c, &selection)?;
@@ -60,8 +61,8 @@ pub async fn dispatch(global: &Global, command: Command) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Test { selection, junit } => test::test(global, &selection, junit.as_deref(), false).await,
-        Command::Freshness { junit } => test::test(global, &Selection::default(), junit.as_deref(), true).await,
+        Command::Test { selection, gate } => test::test(global, &selection, &gate, false).await,
+        Command::Freshness { junit } => test::test(global, &Selection::default(), &Gate { junit, warn_error: false }, true).await,
         Command::Show { model, limit, format } => show::show(global, &model, limit, format).await.map(|_| 0),
     }
 }
@@ -99,7 +100,8 @@ pub(crate) fn resolve_selection(c: &Compiled, sel: &Selection) -> Result<BTreeSe
     select::resolve(&c.dag, &facts, &sel.select, &sel.exclude)
 }
 
-async fn run_selection(global: &Global, sel: &Selection, command: &str) -> Result<i32> {
+/// `tally run` (no `gate`) or `tally build` (write, audit, publish).
+async fn run_selection(global: &Global, sel: &Selection, gate: Option<&Gate>) -> Result<i32> {
     let start = Instant::now();
     let c = compile_project(global).await?;
     artifacts::write_compiled(&c)?;
@@ -107,19 +109,32 @@ async fn run_selection(global: &Global, sel: &Selection, command: &str) -> Resul
     if chosen.is_empty() {
         eprintln!("warning: the selection matches nothing; nothing to do");
     }
+    let run_id = run_id();
+    let auditor = gate.map(|g| Arc::new(Auditor::new(&c, &run_id, g.warn_error)));
     let c = Arc::new(c);
     let reporter = Arc::new(Reporter::new(chosen.len(), global.quiet));
-    let results = run::run(c.clone(), &chosen, c.threads, reporter.clone()).await;
+    let results = run::run(c.clone(), &chosen, c.threads, reporter.clone(), auditor.clone()).await;
     reporter.finish();
-    let elapsed = start.elapsed().as_secs_f64();
-    artifacts::write_run_results(&c, command, elapsed, &results)?;
-    let text = summary(&results, elapsed);
+    let text = summary(&results, start.elapsed().as_secs_f64());
     if global.quiet {
         println!("{}", text.lines().last().unwrap_or_default());
     } else {
         println!("{text}");
     }
-    Ok(if results.iter().any(|r| r.status != Status::Success) { 1 } else { 0 })
+    let failed_checks = match (gate, &auditor) {
+        (Some(g), Some(a)) => test::finish(&c, "build", &run_id, a, &results, start, g, global.quiet).await?,
+        _ => {
+            artifacts::write_run_results(&c, "run", &run_id, start.elapsed().as_secs_f64(), &results, &[])?;
+            false
+        }
+    };
+    Ok(if failed_checks || results.iter().any(|r| r.status != Status::Success) { 1 } else { 0 })
+}
+
+/// Sortable and unique: `20261123T101500Z-1a2b3c`.
+fn run_id() -> String {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), &tag[..6])
 }
 
 fn clean(global: &Global) -> Result<()> {

@@ -4,6 +4,12 @@
 //! DataFusion and streams record batches into zstd Parquet files; nothing is
 //! collected whole in memory. The files become visible in one atomic commit
 //! (`_delta_log/N.json`), so a reader sees the previous version or the new one.
+//! With an [`Audit`], that commit goes through the [publish gate](gate): the
+//! written files are checked first and published only if they pass.
+
+mod gate;
+
+pub use gate::Audit;
 
 use std::sync::Arc;
 
@@ -14,7 +20,7 @@ use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
 use crate::plan::Engine;
@@ -31,14 +37,30 @@ pub struct Written {
     pub version: u64,
 }
 
-/// Replace the table at `url` with the result of `plan`, in one commit.
-pub async fn write_table(engine: &Engine, url: &Url, name: &str, plan: LogicalPlan) -> Result<Written, DeltaTableError> {
+/// Replace (or with `SaveMode::Append`, extend) the table at `url` with the
+/// result of `plan`, in one commit; with `audit`, only if the audit passes.
+pub async fn write_table(
+    engine: &Engine,
+    url: &Url,
+    name: &str,
+    plan: LogicalPlan,
+    mode: SaveMode,
+    audit: Option<Arc<dyn Audit>>,
+) -> Result<Written, DeltaTableError> {
     if url.scheme() == "file" {
         if let Ok(path) = url.to_file_path() {
             std::fs::create_dir_all(&path).map_err(|e| DeltaTableError::Generic(format!("cannot create {}: {e}", path.display())))?;
         }
     }
-    let table = DeltaTable::try_from_url(url.clone()).await?;
+    let mut store = DeltaTableBuilder::from_url(url.clone())?.build_storage()?;
+    if let Some(audit) = audit {
+        store = gate::AuditedLogStore::wrap(store, audit);
+    }
+    let mut table = DeltaTable::new(store);
+    match table.load().await {
+        Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
+        Err(e) => return Err(e),
+    }
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| DeltaTableError::Generic(e.to_string()))?))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -47,8 +69,8 @@ pub async fn write_table(engine: &Engine, url: &Url, name: &str, plan: LogicalPl
         .write(Vec::new())
         .with_input_plan(plan)
         .with_session_state(Arc::new(engine.ctx.state()))
-        .with_save_mode(SaveMode::Overwrite)
-        .with_schema_mode(SchemaMode::Overwrite)
+        .with_save_mode(mode)
+        .with_schema_mode(if mode == SaveMode::Overwrite { SchemaMode::Overwrite } else { SchemaMode::Merge })
         .with_writer_properties(props)
         .with_table_name(name)
         .with_commit_properties(CommitProperties::default())
