@@ -32,8 +32,8 @@ pub struct Auditor {
 }
 
 impl Auditor {
-    pub fn new(c: &Compiled, run_id: &str, warn_error: bool) -> Auditor {
-        Auditor { as_of_us: as_of_us(c), warn_error, dir: c.target.audit_url(run_id), outcomes: Mutex::new(Vec::new()) }
+    pub async fn new(c: &Compiled, run_id: &str, warn_error: bool) -> Auditor {
+        Auditor { as_of_us: as_of_us(c).await, warn_error, dir: c.target.audit_url(run_id), outcomes: Mutex::new(Vec::new()) }
     }
 
     /// Every outcome so far, in the order the checks ran.
@@ -42,13 +42,26 @@ impl Auditor {
     }
 
     /// Check `relation` (reachable in SQL as `relation_sql`) against `decls`;
-    /// the outcomes are recorded and returned.
-    pub async fn check(&self, engine: &Engine, relation: &str, relation_sql: &str, decls: &[TestDecl]) -> Vec<Outcome> {
+    /// the outcomes are recorded and returned. `upstream`: the relation's
+    /// upstream loads (see [`upstream_loads`]), for freshness without a column.
+    pub async fn check(&self, engine: &Engine, relation: &str, relation_sql: &str, decls: &[TestDecl], upstream: Option<&Upstream<'_>>) -> Vec<Outcome> {
         let mut parsed = Vec::new();
         let mut outcomes = Vec::new();
         for d in decls {
             match assertions::parse(relation, relation_sql, d) {
-                Ok(a) => parsed.push(a),
+                Ok(mut a) => match &mut a.kind {
+                    Kind::Freshness { column, upstream: named, .. } if column.is_empty() => match upstream.and_then(|u| u(named)) {
+                        Some(loads) => {
+                            *column = UPSTREAM_LOADED_AT.to_string();
+                            a.relation_sql = loads;
+                            parsed.push(a);
+                        }
+                        None => outcomes.push(a.outcome(Err(format!(
+                            "`freshness` on `{relation}` needs `column:`, or upstream sources with a `loaded_at_field`"
+                        )))),
+                    },
+                    _ => parsed.push(a),
+                },
                 Err(diag) => outcomes.push(Outcome::invalid(relation, d, diag.headline())),
             }
         }
@@ -118,17 +131,84 @@ pub fn blocking_summary(outcomes: &[Outcome]) -> Option<String> {
     (!blocking.is_empty()).then(|| format!("{} assertion(s) failed: {}", blocking.len(), blocking.join("; ")))
 }
 
-/// SPEC §3: with an `as_of` var, the end of that day (UTC); otherwise now.
-pub fn as_of_us(c: &Compiled) -> i64 {
-    c.project
-        .vars
+/// The column [`upstream_loads`] yields.
+const UPSTREAM_LOADED_AT: &str = "upstream_loaded_at";
+
+/// The instant freshness is measured against (SPEC §3): with an `as_of` var,
+/// the end of that day (UTC); with `freshness_as_of: latest_load`, the newest
+/// load of any source (so synthetic or replayed data is judged against its
+/// own clock); otherwise now.
+pub async fn as_of_us(c: &Compiled) -> i64 {
+    let vars = &c.project.vars;
+    let end_of_as_of = vars
         .get("as_of")
         .and_then(|v| v.as_str())
         .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
         .and_then(|d| d.succ_opt())
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_micros())
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros())
+        .map(|t| t.and_utc().timestamp_micros());
+    if let Some(t) = end_of_as_of {
+        return t;
+    }
+    if vars.get("freshness_as_of").and_then(|v| v.as_str()) == Some("latest_load") {
+        let loads = loads_sql(c, c.sources.keys());
+        if let Some(newest) = single_timestamp(&c.engine, &format!("select max(newest) from ({loads}) n")).await {
+            return newest;
+        }
+    }
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// `select max(<loaded_at_field>) as newest from <source>`, unioned over
+/// `sources` that declare a loaded_at_field ("" when none does).
+fn loads_sql<'a>(c: &Compiled, sources: impl Iterator<Item = &'a (String, String)>) -> String {
+    let parts: Vec<String> = sources
+        .filter_map(|key| {
+            let field = c.project.sources.get(key)?.loaded_at_field.as_ref()?;
+            Some(format!("select max({}) as newest from {}", quote_ident(field), assertions::relation_sql(&format!("{}.{}", key.0, key.1))))
+        })
+        .collect();
+    parts.join(" union all ")
+}
+
+/// Given the sources a freshness check names (may be empty), the relation
+/// SQL of their loads; see [`upstream_loads`].
+pub type Upstream<'a> = dyn Fn(&[String]) -> Option<String> + Send + Sync + 'a;
+
+/// A model's upstream loads, as a one-row relation: the oldest of the newest
+/// loads of the sources it reads (directly or through its ancestors), so its
+/// freshness is that of its stalest input. Only the sources in `named` count,
+/// or, when none are named, those with a freshness check of their own (a
+/// monthly table without one would otherwise always look stale). None when no
+/// such source declares a `loaded_at_field`.
+pub fn upstream_loads(c: &Compiled, model: &str, named: &[String]) -> Option<String> {
+    let mut nodes = c.dag.ancestors(model);
+    nodes.insert(model.to_string());
+    let sources: std::collections::BTreeSet<&(String, String)> = nodes
+        .iter()
+        .filter_map(|n| c.nodes.get(n))
+        .flat_map(|n| &n.sources)
+        .filter(|key| {
+            let name = format!("{}.{}", key.0, key.1);
+            if named.is_empty() {
+                c.project.sources.get(*key).is_some_and(|s| s.tests.iter().any(TestDecl::is_freshness))
+            } else {
+                named.contains(&name)
+            }
+        })
+        .collect();
+    let loads = loads_sql(c, sources.into_iter());
+    (!loads.is_empty()).then(|| format!("(select min(newest) as {UPSTREAM_LOADED_AT} from ({loads}) n) upstream"))
+}
+
+async fn single_timestamp(engine: &Engine, sql: &str) -> Option<i64> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+    let df = engine.ctx.sql(&format!("select cast(t as timestamp) from ({sql}) as x(t)")).await.ok()?;
+    let batch = df.collect().await.ok()?.into_iter().find(|b| b.num_rows() > 0)?;
+    let col = datafusion::arrow::compute::cast(batch.column(0), &DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
+    let ts = col.as_primitive_opt::<TimestampMicrosecondType>()?;
+    (!ts.is_null(0)).then(|| ts.value(0))
 }
 
 /// The publish gate's audit of one model: its checks on exactly the files
@@ -159,7 +239,8 @@ impl Audit for ModelAudit {
                 return Ok(());
             }
             engine.register_files(&staged, &files, self.schema.clone()).await.map_err(|e| format!("cannot read the staged files: {}", crate::plan::clean_message(&e)))?;
-            let outcomes = self.auditor.check(engine, &self.model, &quote_ident(&staged), decls).await;
+            let upstream = |named: &[String]| upstream_loads(&self.compiled, &self.model, named);
+            let outcomes = self.auditor.check(engine, &self.model, &quote_ident(&staged), decls, Some(&upstream)).await;
             engine.deregister(&staged);
             let verdict = blocking_summary(&outcomes);
             if let Ok(mut o) = self.outcomes.lock() {

@@ -279,7 +279,7 @@ async fn check_sources(compiled: &Compiled, selected: &BTreeSet<String>, auditor
     for key in used {
         let Some(decl) = compiled.project.sources.get(key) else { continue };
         let name = format!("{}.{}", key.0, key.1);
-        let outcomes = auditor.check(&compiled.engine, &name, &relation_sql(&name), &decl.tests).await;
+        let outcomes = auditor.check(&compiled.engine, &name, &relation_sql(&name), &decl.tests, None).await;
         if let Some(why) = blocking_summary(&outcomes) {
             failed.insert(key.clone(), why);
         }
@@ -306,7 +306,8 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         engine.register_view(&node.name, plan, &node.sql).map_err(|e| e.to_string())?;
         let Some(auditor) = auditor else { return Ok((None, None)) };
         let decls = compiled.project.models.get(name).map(|m| m.tests.as_slice()).unwrap_or_default();
-        let outcomes = auditor.check(engine, name, &quote_ident(name), decls).await;
+        let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, name, named);
+        let outcomes = auditor.check(engine, name, &quote_ident(name), decls, Some(&upstream)).await;
         return match blocking_summary(&outcomes) {
             Some(why) => Err(why),
             None => Ok((None, warnings(&outcomes))),

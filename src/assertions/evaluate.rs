@@ -50,7 +50,7 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) 
 
 /// Lag in hours from max(column) to the as_of instant.
 async fn freshness(engine: &Engine, a: &Assertion, as_of_us: i64) -> Outcome {
-    let Kind::Freshness { column, warn_after_hours, error_after_hours } = &a.kind else { return a.outcome(Err("not a freshness check".into())) };
+    let Kind::Freshness { column, warn_after_hours, error_after_hours, .. } = &a.kind else { return a.outcome(Err("not a freshness check".into())) };
     let sql = format!(
         "select count(*) as n, cast(date_part('epoch', max({c})) * 1000000 as bigint) as newest from {} where {}",
         a.relation_sql,

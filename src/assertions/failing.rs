@@ -78,7 +78,7 @@ pub async fn collect(engine: &Engine, a: &Assertion, key: &[String], o: &mut Out
 
 async fn sample(engine: &Engine, sql: &str, key: &[String]) -> Result<Vec<String>, String> {
     let shown = if key.is_empty() { "*".to_string() } else { key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
-    let df = engine.ctx.sql(&format!("select {shown} from ({sql}) f limit {SAMPLE_ROWS}")).await.map_err(|e| crate::plan::clean_message(&e))?;
+    let df = engine.ctx.sql(&format!("select distinct {shown} from ({sql}) f limit {SAMPLE_ROWS}")).await.map_err(|e| crate::plan::clean_message(&e))?;
     let batches = df.collect().await.map_err(|e| crate::plan::clean_message(&e))?;
     Ok(batches.iter().flat_map(rows_as_text).collect())
 }

@@ -44,7 +44,10 @@ pub enum Kind {
     RowCount { min: Option<u64>, max: Option<u64> },
     Expression { expr: String },
     /// Hours from max(`column`) to the as_of instant, against dbt-style bounds.
-    Freshness { column: String, warn_after_hours: Option<f64>, error_after_hours: Option<f64> },
+    /// An empty `column` on a model means its upstream sources' loads: those
+    /// named in `upstream` (`source.table`), else every upstream source with a
+    /// freshness check of its own.
+    Freshness { column: String, upstream: Vec<String>, warn_after_hours: Option<f64>, error_after_hours: Option<f64> },
     /// An aggregate `measure` of this relation against `to_measure` of `to`,
     /// per group of `by` columns (or overall): groups differing by more than
     /// `tolerance` fail.
@@ -79,6 +82,7 @@ impl Kind {
     pub fn columns(&self) -> Vec<String> {
         match self {
             Kind::Completeness { columns, .. } | Kind::Duplicates { columns, .. } => columns.clone(),
+            Kind::Freshness { column, .. } if column.is_empty() => Vec::new(),
             Kind::AcceptedValues { column, .. } | Kind::Relationships { column, .. } | Kind::Freshness { column, .. } => vec![column.clone()],
             Kind::Reconciliation { by, .. } => by.clone(),
             Kind::RowCount { .. } | Kind::Expression { .. } | Kind::Custom { .. } => Vec::new(),

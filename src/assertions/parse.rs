@@ -71,8 +71,8 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
             Kind::Expression { expr }
         }
         "freshness" => {
-            let column = inner("column").and_then(|v| v.as_str()).map(str::to_string).or_else(column)
-                .ok_or_else(|| err("`freshness` needs `column:` (or the source's `loaded_at_field`)".into()))?;
+            // No column: the model's upstream sources' loads (see `audit::upstream_loads`).
+            let column = inner("column").and_then(|v| v.as_str()).map(str::to_string).or_else(column).unwrap_or_default();
             let hours = |key: &str| -> Result<Option<f64>, Diagnostic> {
                 let Some(b) = inner(key) else { return Ok(None) };
                 let count = b.get("count").and_then(|c| c.as_f64()).ok_or_else(|| err(format!("`{key}` needs `count:`")))?;
@@ -84,7 +84,15 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
                 };
                 Ok(Some(count * per))
             };
-            Kind::Freshness { column, warn_after_hours: hours("warn_after")?, error_after_hours: hours("error_after")? }
+            let upstream = match inner("upstream").and_then(|v| v.as_sequence()) {
+                None => Vec::new(),
+                Some(list) => list
+                    .iter()
+                    .map(|v| v.as_str().and_then(relation_of).filter(|r| r.contains('.')))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| err("`freshness.upstream`: list sources as source('name', 'table')".into()))?,
+            };
+            Kind::Freshness { column, upstream, warn_after_hours: hours("warn_after")?, error_after_hours: hours("error_after")? }
         }
         "reconciliation" => {
             let text = |key: &str| inner(key).and_then(|v| v.as_str()).map(str::to_string);

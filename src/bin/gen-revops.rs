@@ -50,6 +50,9 @@ struct Args {
     /// Months with no fx rate.
     #[arg(long)]
     missing_fx_months: Option<usize>,
+    /// Share of opportunities whose account_id names no account.
+    #[arg(long)]
+    orphan_account_rate: Option<f64>,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
     cfg.stalled_source = a.stalled_source.or(cfg.stalled_source);
     cfg.foreign_currency_rate = a.foreign_currency_rate.unwrap_or(cfg.foreign_currency_rate);
     cfg.missing_fx_months = a.missing_fx_months.unwrap_or(cfg.missing_fx_months);
+    cfg.orphan_account_rate = a.orphan_account_rate.unwrap_or(cfg.orphan_account_rate);
 
     let start = Instant::now();
     let tables = generate(&cfg);

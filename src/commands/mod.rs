@@ -110,7 +110,10 @@ async fn run_selection(global: &Global, sel: &Selection, gate: Option<&Gate>) ->
         eprintln!("warning: the selection matches nothing; nothing to do");
     }
     let run_id = run_id();
-    let auditor = gate.map(|g| Arc::new(Auditor::new(&c, &run_id, g.warn_error)));
+    let auditor = match gate {
+        Some(g) => Some(Arc::new(Auditor::new(&c, &run_id, g.warn_error).await)),
+        None => None,
+    };
     let c = Arc::new(c);
     let reporter = Arc::new(Reporter::new(chosen.len(), global.quiet));
     let results = run::run(c.clone(), &chosen, c.threads, reporter.clone(), auditor.clone()).await;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{compile_project, resolve_selection};
 use crate::assertions;
-use crate::audit::Auditor;
+use crate::audit::{upstream_loads, Auditor, Upstream};
 use crate::cli::{Gate, Global, Selection};
 use crate::compile::Compiled;
 use crate::error::{Error, Result};
@@ -21,38 +21,33 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
     // Every node resolves to what the warehouse holds; `unbuilt` never published.
     let unbuilt = prepare_unselected(&c, &BTreeSet::new()).await;
     let run_id = super::run_id();
-    let auditor = Auditor::new(&c, &run_id, gate.warn_error);
-    let wanted = |decls: &[TestDecl]| -> Vec<TestDecl> { decls.iter().filter(|d| !only_freshness || is_freshness(d)).cloned().collect() };
+    let auditor = Auditor::new(&c, &run_id, gate.warn_error).await;
+    let wanted = |decls: &[TestDecl]| -> Vec<TestDecl> { decls.iter().filter(|d| !only_freshness || d.is_freshness()).cloned().collect() };
 
-    let mut relations: Vec<(String, Vec<TestDecl>, bool)> = Vec::new();
+    // (relation, its checks, never built, is a node)
+    let mut relations: Vec<(String, Vec<TestDecl>, bool, bool)> = Vec::new();
     for name in c.dag.topo_order().filter(|n| chosen.contains(*n)) {
         let decls = c.project.models.get(name).map(|m| &m.tests).or_else(|| c.project.seeds.get(name).map(|s| &s.tests));
         let never_built = unbuilt.contains(name) || c.dag.ancestors(name).iter().any(|a| unbuilt.contains(a));
-        relations.push((name.to_string(), wanted(decls.map(Vec::as_slice).unwrap_or_default()), never_built));
+        relations.push((name.to_string(), wanted(decls.map(Vec::as_slice).unwrap_or_default()), never_built, true));
     }
     if sel.select.is_empty() {
         for ((s, t), decl) in &c.project.sources {
             let used = c.sources.contains_key(&(s.clone(), t.clone()));
-            relations.push((format!("{s}.{t}"), wanted(&decl.tests), !used));
+            relations.push((format!("{s}.{t}"), wanted(&decl.tests), !used, false));
         }
     }
-    for (relation, decls, never_built) in relations {
+    for (relation, decls, never_built, is_node) in relations {
         if never_built {
             auditor.record(not_built(&relation, &decls));
         } else {
-            auditor.check(&c.engine, &relation, &assertions::relation_sql(&relation), &decls).await;
+            let upstream = |named: &[String]| upstream_loads(&c, &relation, named);
+            let upstream = is_node.then_some(&upstream as &Upstream<'_>);
+            auditor.check(&c.engine, &relation, &assertions::relation_sql(&relation), &decls, upstream).await;
         }
     }
     let failed = finish(&c, "test", &run_id, &auditor, &[], start, gate, global.quiet).await?;
     Ok(if failed { 1 } else { 0 })
-}
-
-fn is_freshness(d: &TestDecl) -> bool {
-    match &d.spec {
-        serde_yaml_ng::Value::String(s) => s == "freshness",
-        serde_yaml_ng::Value::Mapping(m) => m.contains_key("freshness"),
-        _ => false,
-    }
 }
 
 /// Error outcomes for checks on a relation that was never built.

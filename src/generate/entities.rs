@@ -195,7 +195,7 @@ fn opportunities(cfg: &GenConfig, c: &Clock, aes: &[String], accounts: &[(String
     for i in 0..n {
         let (account, currency) = match rng.f64() {
             x if x < 0.005 => (V::Null, "USD"),
-            x if x < 0.015 => (s(format!("A8{i:05}")), "USD"),
+            x if x < 0.005 + cfg.orphan_account_rate => (s(format!("A8{i:05}")), "USD"),
             _ => {
                 let (a, cur) = rng.pick(accounts);
                 (s(a.clone()), *cur)

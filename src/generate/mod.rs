@@ -41,6 +41,8 @@ pub struct GenConfig {
     pub foreign_currency_rate: f64,
     /// Months (after the first) with no fx rate for any currency.
     pub missing_fx_months: usize,
+    /// Share of opportunities whose account_id names no account.
+    pub orphan_account_rate: f64,
 }
 
 impl Default for GenConfig {
@@ -58,6 +60,7 @@ impl Default for GenConfig {
             stall_hours: 48,
             foreign_currency_rate: 0.3,
             missing_fx_months: 2,
+            orphan_account_rate: 0.01,
         }
     }
 }
@@ -71,6 +74,7 @@ impl GenConfig {
         self.late_load_rate = 0.0;
         self.stalled_source = None;
         self.missing_fx_months = 0;
+        self.orphan_account_rate = 0.0;
         self
     }
 }

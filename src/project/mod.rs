@@ -57,6 +57,16 @@ pub struct TestDecl {
     pub line: usize,
 }
 
+impl TestDecl {
+    pub fn is_freshness(&self) -> bool {
+        match &self.spec {
+            serde_yaml_ng::Value::String(s) => s == "freshness",
+            serde_yaml_ng::Value::Mapping(m) => m.contains_key("freshness"),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Model {
     pub name: String,

@@ -202,7 +202,10 @@ fn scenario_matches_hand_computed_metrics() {
     let raw = tempfile::tempdir().unwrap();
     scenario(raw.path());
     let vars = format!("{{raw_root: '{}', as_of: '2024-06-30'}}", raw.path().display());
-    let run = tally(project.path(), &["build", "--vars", &vars]);
+    // `run`, not `build`: each raw table here carries one null key in ~15
+    // rows on purpose, below the 95 % key completeness the project's source
+    // checks demand, so `build` would rightly refuse to publish.
+    let run = tally(project.path(), &["run", "--vars", &vars]);
     run.assert_code(0);
     let d = project.path();
 
