@@ -123,10 +123,7 @@ pub fn blocking_summary(outcomes: &[Outcome]) -> Option<String> {
     let blocking: Vec<String> = outcomes
         .iter()
         .filter(|o| o.blocks())
-        .map(|o| match &o.message {
-            Some(m) => format!("{} ({m})", o.name),
-            None => format!("{} ({} of {} rows)", o.name, o.failing_rows, o.rows_checked),
-        })
+        .map(|o| format!("{} ({})", o.name, o.describe()))
         .collect();
     (!blocking.is_empty()).then(|| format!("{} assertion(s) failed: {}", blocking.len(), blocking.join("; ")))
 }

@@ -56,7 +56,7 @@ fn init_tracing(cli: &Cli) {
     // delta-rs logs an ERROR when it probes a table that does not exist yet
     // (every first build): expected, so quiet unless asked for with -vv.
     let default = match cli.global.verbose {
-        0 => "warn,buoyant_kernel=off,deltalake_core=error",
+        0 => "warn,buoyant_kernel=off,deltalake_core=off",
         1 => "tally=info,warn,buoyant_kernel=off",
         _ => "tally=debug,info",
     };

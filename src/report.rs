@@ -120,8 +120,7 @@ pub fn assertions(outcomes: &[crate::assertions::Outcome]) -> String {
     }
     let mut out = format!("{table}\n");
     for o in outcomes.iter().filter(|o| o.status != Status::Pass) {
-        let what = o.message.clone().unwrap_or_else(|| format!("{} failing of {} rows", o.failing_rows, o.rows_checked));
-        out.push_str(&format!("{}: {} {}:{}: {what}\n", o.status_word(), o.name, o.file, o.line));
+        out.push_str(&format!("{}: {} {}:{}: {}\n", o.status_word(), o.name, o.file, o.line, o.describe()));
         for row in &o.sample {
             out.push_str(&format!("      {row}\n"));
         }
@@ -171,11 +170,11 @@ pub fn junit(outcomes: &[crate::assertions::Outcome], elapsed: f64) -> String {
         let f = list.iter().filter(|o| matches!(o.status, Status::Fail | Status::Error)).count();
         x.push_str(&format!("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\">\n", esc(relation), list.len()));
         for o in list {
-            let counts = format!("{} failing of {} rows checked (observed {}, threshold {})", o.failing_rows, o.rows_checked, o.observed, o.threshold);
+            let counts = format!("{} (observed {}, threshold {})", o.describe(), o.observed, o.threshold);
             x.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" line=\"{}\">", esc(relation), esc(&o.name), esc(&o.file), o.line));
             match o.status {
                 Status::Fail | Status::Error => {
-                    let msg = o.message.clone().unwrap_or_else(|| counts.clone());
+                    let msg = o.describe();
                     x.push_str(&format!("<failure type=\"{}\" message=\"{}\">{}:{}: {}</failure>", o.status_word(), esc(&msg), esc(&o.file), o.line, esc(&counts)));
                 }
                 Status::Warn => x.push_str(&format!("<system-out>warn: {}</system-out>", esc(&counts))),

@@ -347,7 +347,7 @@ fn warnings(outcomes: &[crate::assertions::Outcome]) -> Option<String> {
     let warned: Vec<String> = outcomes
         .iter()
         .filter(|o| o.status == crate::assertions::Status::Warn)
-        .map(|o| format!("{} ({} of {} rows)", o.name, o.failing_rows, o.rows_checked))
+        .map(|o| format!("{} ({})", o.name, o.describe()))
         .collect();
     (!warned.is_empty()).then(|| format!("{} warning(s): {}", warned.len(), warned.join("; ")))
 }

@@ -213,6 +213,22 @@ impl Outcome {
         matches!(self.status, Status::Fail | Status::Error)
     }
 
+    /// What was found, in words: `3 of 100 rows`, `52.0 h since the newest row`...
+    pub fn describe(&self) -> String {
+        if let Some(m) = &self.message {
+            return m.clone();
+        }
+        match self.kind {
+            "freshness" => format!("{:.1} h since the newest row ({})", self.observed, self.threshold),
+            "row_count" => format!("{} rows (expected {})", self.rows_checked, self.threshold),
+            "reconciliation" => format!("{} of {} groups differ", self.failing_rows, self.rows_checked),
+            "completeness" | "duplicates" if !self.threshold.starts_with("failing") => {
+                format!("{} of {} rows, ratio {:.4} (expected {})", self.failing_rows, self.rows_checked, self.observed, self.threshold)
+            }
+            _ => format!("{} of {} rows", self.failing_rows, self.rows_checked),
+        }
+    }
+
     pub fn status_word(&self) -> &'static str {
         match self.status {
             Status::Pass => "pass",

@@ -209,7 +209,8 @@ fn opportunities(cfg: &GenConfig, c: &Clock, aes: &[String], accounts: &[(String
         };
         let category = forecast_category(stage, rng);
         let amount = V::D(rng.range(1_000, 150_000) as i128 * 100 + rng.range(0, 99) as i128);
-        let created = us(close) - rng.range(14, 200) * DAY_US - rng.range(0, DAY_US);
+        // Created 2 weeks to 6+ months before closing, and never after the load day.
+        let created = (us(close) - rng.range(14, 200) * DAY_US - rng.range(0, DAY_US)).min(c.end_us - 2 * DAY_US);
         let updated = if stage.starts_with("Closed") { us(close) + rng.range(HOUR_US, 10 * HOUR_US) } else { c.ts_between(rng, created, c.end_us) };
         let updated = updated.min(c.end_us - HOUR_US).max(created);
         let opp_id = format!("O{i:07}");
@@ -232,7 +233,12 @@ fn opportunities(cfg: &GenConfig, c: &Clock, aes: &[String], accounts: &[(String
         let steps = rng.range(1, 3) as usize;
         let mut at = created;
         for k in 0..steps {
-            at = (at + rng.range(HOUR_US, 20 * DAY_US)).min(updated);
+            let next = at + rng.range(HOUR_US, 20 * DAY_US);
+            if next >= updated {
+                // The walk reached the current stage early: one change per instant.
+                break;
+            }
+            at = next;
             let st = STAGES[k.min(STAGES.len() - 1)];
             h.files[0].push(vec![s(opp_id.clone()), s(st), s(forecast_category(st, rng)), amount.clone(), V::Day(close), V::Ts(at), V::Ts(c.loaded(rng, at))]);
         }

@@ -5,6 +5,7 @@ mod common;
 mod assertions;
 mod build;
 mod errors;
+mod gate;
 mod revenue;
 mod revenue_scale;
 mod memory;
