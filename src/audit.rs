@@ -10,8 +10,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
 use url::Url;
 
-use crate::assertions::{self, failing, Assertion, Kind, Outcome, Status};
-use crate::compile::Compiled;
+use crate::assertions::{self, failing, Assertion, Kind, Outcome, Severity, Status, Threshold};
+use crate::compile::{Compiled, SingularTest};
 use crate::materialize::Audit;
 use crate::plan::Engine;
 use crate::project::TestDecl;
@@ -65,6 +65,14 @@ impl Auditor {
                 Err(diag) => outcomes.push(Outcome::invalid(relation, d, diag.headline())),
             }
         }
+        outcomes.extend(self.run(engine, parsed).await);
+        self.record(outcomes.clone());
+        outcomes
+    }
+
+    /// Evaluate parsed assertions, judge them and keep their failing rows;
+    /// returns the outcomes (recorded by the caller).
+    async fn run(&self, engine: &Engine, mut parsed: Vec<Assertion>) -> Vec<Outcome> {
         dedupe_names(&mut parsed);
         let mut evaluated = assertions::evaluate(engine, &parsed, self.as_of_us).await;
         let key = key_columns(&parsed);
@@ -79,10 +87,29 @@ impl Auditor {
                 failing::collect(engine, a, &shown, o, &self.dir, a.limit.unwrap_or(DEFAULT_FAILING_ROWS_LIMIT)).await;
             }
         }
-        outcomes.extend(evaluated);
-        if let Ok(mut all) = self.outcomes.lock() {
-            all.extend(outcomes.iter().cloned());
-        }
+        evaluated
+    }
+
+    /// Run singular tests (SQL files under `tests/`) on what the warehouse holds.
+    pub async fn check_singular(&self, engine: &Engine, tests: &[&SingularTest]) -> Vec<Outcome> {
+        let parsed = tests
+            .iter()
+            .map(|t| Assertion {
+                name: t.name.clone(),
+                relation: t.refs.first().cloned().or_else(|| t.sources.first().map(|(s, n)| format!("{s}.{n}"))).unwrap_or_else(|| "tests".into()),
+                relation_sql: String::new(),
+                kind: Kind::Custom { sql: t.sql.clone() },
+                severity: if t.warn { Severity::Warn } else { Severity::Error },
+                filter: None,
+                warn_if: Threshold::NONZERO,
+                error_if: Threshold::NONZERO,
+                limit: None,
+                file: t.path.clone(),
+                line: 1,
+            })
+            .collect();
+        let outcomes = self.run(engine, parsed).await;
+        self.record(outcomes.clone());
         outcomes
     }
 

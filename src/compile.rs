@@ -55,6 +55,18 @@ impl Node {
     }
 }
 
+/// A rendered singular test (a SQL file under `tests/`).
+#[derive(Debug)]
+pub struct SingularTest {
+    pub name: String,
+    pub path: PathBuf,
+    pub sql: String,
+    pub refs: Vec<String>,
+    pub sources: Vec<(String, String)>,
+    /// `{{ config(severity='warn') }}`; error otherwise.
+    pub warn: bool,
+}
+
 pub struct Compiled {
     pub project: Project,
     pub target: Target,
@@ -65,6 +77,7 @@ pub struct Compiled {
     pub sources: BTreeMap<(String, String), (String, SchemaRef)>,
     pub run_started_at: String,
     pub threads: usize,
+    pub singular_tests: Vec<SingularTest>,
 }
 
 impl Compiled {
@@ -140,6 +153,23 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
             },
         );
     }
+    let mut singular_tests = Vec::new();
+    for t in &project.singular_tests {
+        match renderer.render(&t.path, &t.sql, &t.name) {
+            Ok(r) => {
+                for missing in r.refs.iter().filter(|n| !nodes.contains_key(*n)) {
+                    let mut d = Diagnostic::error(format!("`ref('{missing}')`: no model or seed has that name")).at(&t.path, ref_position(&t.sql, missing).map_or(0, |p| p.0), 0);
+                    if let Some(h) = crate::diagnostic::did_you_mean(missing, nodes.keys().map(String::as_str)) {
+                        d = d.with_help(h);
+                    }
+                    errors.push(d);
+                }
+                let warn = r.config.get("severity").and_then(|v| v.as_str()).is_some_and(|s| s.eq_ignore_ascii_case("warn"));
+                singular_tests.push(SingularTest { name: t.name.clone(), path: t.path.clone(), sql: r.sql, refs: r.refs, sources: r.sources, warn });
+            }
+            Err(d) => errors.push(d),
+        }
+    }
     if !errors.is_empty() {
         return Err(Error::Project(errors));
     }
@@ -163,7 +193,8 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     })?;
 
     let engine = Engine::new(threads);
-    let used_sources: BTreeSet<(String, String)> = nodes.values().flat_map(|n| n.sources.iter().cloned()).collect();
+    let used_sources: BTreeSet<(String, String)> =
+        nodes.values().flat_map(|n| n.sources.iter().cloned()).chain(singular_tests.iter().flat_map(|t| t.sources.iter().cloned())).collect();
     let mut sources = BTreeMap::new();
     for key in used_sources {
         match register_source(&project, &renderer, &engine, &key).await {
@@ -197,7 +228,7 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     if !errors.is_empty() {
         return Err(Error::Project(errors));
     }
-    Ok(Compiled { project, target, nodes, dag, engine, sources, run_started_at, threads })
+    Ok(Compiled { project, target, nodes, dag, engine, sources, run_started_at, threads, singular_tests })
 }
 
 /// Plan a node against what is registered now and register it for dependents.

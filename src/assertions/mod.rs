@@ -222,6 +222,7 @@ impl Outcome {
             "freshness" => format!("{:.1} h since the newest row ({})", self.observed, self.threshold),
             "row_count" => format!("{} rows (expected {})", self.rows_checked, self.threshold),
             "reconciliation" => format!("{} of {} groups differ", self.failing_rows, self.rows_checked),
+            "custom" => format!("{} failing rows", self.failing_rows),
             "completeness" | "duplicates" if !self.threshold.starts_with("failing") => {
                 format!("{} of {} rows, ratio {:.4} (expected {})", self.failing_rows, self.rows_checked, self.observed, self.threshold)
             }

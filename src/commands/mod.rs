@@ -125,7 +125,19 @@ async fn run_selection(global: &Global, sel: &Selection, gate: Option<&Gate>) ->
         println!("{text}");
     }
     let failed_checks = match (gate, &auditor) {
-        (Some(g), Some(a)) => test::finish(&c, "build", &run_id, a, &results, start, g, global.quiet).await?,
+        (Some(g), Some(a)) => {
+            // Singular tests read published tables: they run once the nodes they read are done.
+            let status: std::collections::BTreeMap<&str, Status> = results.iter().map(|r| (r.name.as_str(), r.status)).collect();
+            let mut runnable = Vec::new();
+            for t in c.singular_tests.iter().filter(|t| t.refs.iter().any(|r| chosen.contains(r))) {
+                match t.refs.iter().find(|r| status.get(r.as_str()).is_some_and(|s| *s != Status::Success)) {
+                    Some(r) => a.record(vec![test::not_ready(t, &format!("did not run: `{r}` was not built in this run"))]),
+                    None => runnable.push(t),
+                }
+            }
+            a.check_singular(&c.engine, &runnable).await;
+            test::finish(&c, "build", &run_id, a, &results, start, g, global.quiet).await?
+        }
         _ => {
             artifacts::write_run_results(&c, "run", &run_id, start.elapsed().as_secs_f64(), &results, &[])?;
             false

@@ -8,7 +8,7 @@ use super::{compile_project, resolve_selection};
 use crate::assertions;
 use crate::audit::{upstream_loads, Auditor, Upstream};
 use crate::cli::{Gate, Global, Selection};
-use crate::compile::Compiled;
+use crate::compile::{Compiled, SingularTest};
 use crate::error::{Error, Result};
 use crate::project::TestDecl;
 use crate::run::{prepare_unselected, NodeResult};
@@ -46,8 +46,32 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
             auditor.check(&c.engine, &relation, &assertions::relation_sql(&relation), &decls, upstream).await;
         }
     }
+    if !only_freshness {
+        let tests: Vec<&SingularTest> = c.singular_tests.iter().filter(|t| sel.select.is_empty() || t.refs.iter().any(|r| chosen.contains(r))).collect();
+        let (runnable, unready): (Vec<&SingularTest>, Vec<&SingularTest>) = tests.into_iter().partition(|t| !t.refs.iter().any(|r| unbuilt.contains(r)));
+        auditor.check_singular(&c.engine, &runnable).await;
+        auditor.record(unready.iter().map(|t| not_ready(t, "reads a model that has not been built; run `tally build` first")).collect());
+    }
     let failed = finish(&c, "test", &run_id, &auditor, &[], start, gate, global.quiet).await?;
     Ok(if failed { 1 } else { 0 })
+}
+
+/// The error outcome of a singular test that cannot run.
+pub(super) fn not_ready(t: &SingularTest, why: &str) -> assertions::Outcome {
+    let a = assertions::Assertion {
+        name: t.name.clone(),
+        relation: t.refs.first().cloned().unwrap_or_else(|| "tests".into()),
+        relation_sql: String::new(),
+        kind: assertions::Kind::Custom { sql: t.sql.clone() },
+        severity: assertions::Severity::Error,
+        filter: None,
+        warn_if: assertions::Threshold::NONZERO,
+        error_if: assertions::Threshold::NONZERO,
+        limit: None,
+        file: t.path.clone(),
+        line: 1,
+    };
+    a.outcome(Err(format!("`{}` {why}", t.name)))
 }
 
 /// Error outcomes for checks on a relation that was never built.

@@ -10,7 +10,7 @@ use super::files::{
     ColumnDecl, ModelDecl, ProjectFile, PropertiesFile, SourceDecl, DBT_PROJECT_KEYS_IGNORED,
     DBT_PROPERTIES_KEYS_IGNORED,
 };
-use super::{yaml, Column, MacroFile, Model, Project, Seed, SourceTable, TestDecl};
+use super::{yaml, Column, MacroFile, Model, Project, Seed, SingularTest, SourceTable, TestDecl};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::error::{Error, Result};
 
@@ -141,6 +141,18 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
         }
     }
 
+    // dbt's singular tests: each `.sql` file under the test paths is a query
+    // returning failing rows.
+    let mut singular_tests = Vec::new();
+    for root in &pf.test_paths {
+        for path in walk(&dir, Path::new(root))? {
+            if path.extension().and_then(|e| e.to_str()) == Some("sql") {
+                let sql = read(&dir, &path)?;
+                singular_tests.push(SingularTest { name: stem(&path), path, sql });
+            }
+        }
+    }
+
     errors.extend(props.errors);
     if !errors.is_empty() {
         return Err(Error::Project(errors));
@@ -161,6 +173,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
         seeds,
         sources: props.sources,
         macros,
+        singular_tests,
         warnings,
     })
 }

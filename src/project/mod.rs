@@ -35,7 +35,17 @@ pub struct Project {
     /// Keyed by (source name, table name).
     pub sources: BTreeMap<(String, String), SourceTable>,
     pub macros: Vec<MacroFile>,
+    pub singular_tests: Vec<SingularTest>,
     pub warnings: Vec<Warning>,
+}
+
+/// A SQL file under `test-paths` (dbt's singular test): a Jinja query whose
+/// rows are failures.
+#[derive(Debug, Clone)]
+pub struct SingularTest {
+    pub name: String,
+    pub path: PathBuf,
+    pub sql: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

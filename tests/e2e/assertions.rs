@@ -110,3 +110,51 @@ sources:
     check("2024-03-02", 0, "warn", 48.0); // over 24 h, not over 2 days
     check("2024-03-04", 1, "fail", 96.0);
 }
+
+/// `tally build` on a dbt project: a table whose check fails is not
+/// published (readers keep the last good version), `--warn-error` turns a
+/// warning into a failure, and singular tests in `tests/` and a
+/// reconciliation between two relations run with the rest.
+#[test]
+fn build_gates_publishing_on_checks() {
+    let dir = fixture("dbt_style");
+    let d = dir.path();
+    // Each order's amount is the sum of its payments (cents / 100): 5 orders, all equal.
+    let schema = d.join("models/marts/schema.yml");
+    let reconcile = "    data_tests:\n      - reconciliation: {measure: \"sum(amount)\", to: \"ref('stg_payments')\", to_measure: \"sum(amount)\", by: [order_id]}\n    colums_typo: true";
+    let text = std::fs::read_to_string(&schema).unwrap().replace("    colums_typo: true", reconcile);
+    std::fs::write(&schema, &text).unwrap();
+    // Order 1 was returned: a warning. No order has a negative amount: a pass.
+    std::fs::write(d.join("tests/no_returns.sql"), "{{ config(severity='warn') }}\nselect order_id from {{ ref('orders') }} where status = 'returned'\n").unwrap();
+    std::fs::write(d.join("tests/no_negative_amounts.sql"), "select * from {{ ref('orders') }} where amount < 0\n").unwrap();
+
+    let run = tally(d, &["build"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("Assertions: 9 pass, 1 warn, 0 fail, 0 error"), "{}", run.stdout);
+    assert!(run.stdout.contains("warn: no_returns tests/no_returns.sql:1: 1 failing rows\n      order_id=1\n"), "{}", run.stdout);
+    let results = run_results(d);
+    let rec = results["assertions"].as_array().unwrap().iter().find(|a| a["kind"] == "reconciliation").unwrap();
+    assert_eq!((rec["rows_checked"].as_u64(), rec["failing_rows"].as_u64(), rec["status"].as_str()), (Some(5), Some(0), Some("pass")), "{rec}");
+    let before = rows(&read_delta(&d.join("warehouse/orders")));
+
+    // --warn-error: the warning now fails, but it reads published data, so nothing is held back.
+    tally(d, &["build", "--warn-error", "-q"]).assert_code(1);
+
+    // A failing check on orders: not published, the previous version stays.
+    std::fs::write(&schema, text.replace("      - reconciliation:", "      - expression: \"order_id > 1\"\n      - reconciliation:")).unwrap();
+    let run = tally(d, &["build"]);
+    run.assert_code(1);
+    let results = run_results(d);
+    let orders = result_of(&results, "orders");
+    assert_eq!(orders["status"], "error");
+    assert_eq!(orders["message"], "not published, the previous version stays: 1 assertion(s) failed: expression_orders (1 of 5 rows)");
+    assert_eq!(rows(&read_delta(&d.join("warehouse/orders"))), before);
+    assert!(run.stdout.contains("fail: expression_orders models/marts/schema.yml:"), "{}", run.stdout);
+    // The singular tests on orders could not run on this build's orders.
+    let singular: Vec<&serde_json::Value> = results["assertions"].as_array().unwrap().iter().filter(|a| a["kind"] == "custom").collect();
+    assert_eq!(singular.len(), 2);
+    assert!(singular.iter().all(|a| a["status"] == "error" && a["message"].as_str().unwrap().contains("was not built in this run")), "{singular:?}");
+    // The failing row is kept for inspection.
+    let path = results["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "expression_orders").unwrap()["failing_rows_path"].as_str().unwrap().to_string();
+    assert!(std::path::Path::new(path.trim_start_matches("file://")).exists(), "{path}");
+}
