@@ -92,9 +92,25 @@ pub enum Command {
         limit: usize,
         #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
         format: ShowFormat,
+        /// Time travel: the table as published at this Delta version (run_results.json records each build's).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Time travel: the table as it was at this instant (RFC 3339, `YYYY-MM-DD HH:MM:SS` or a date; UTC).
+        #[arg(long)]
+        as_of: Option<String>,
     },
     /// Remove the clean targets (target/ by default).
     Clean,
+    /// Delete data files no version within the retention reads (old versions, orphans of
+    /// killed or rejected runs) and the failing rows of old runs.
+    Gc {
+        /// Keep what the last this-many hours of versions need (time travel stops there).
+        #[arg(long, default_value_t = 168)]
+        retain_hours: u64,
+        /// List what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -34,6 +34,10 @@ pub enum Error {
     /// The Delta Lake layer failed outside of a model.
     #[error(transparent)]
     Delta(#[from] deltalake::DeltaTableError),
+
+    /// Another run holds the target's lease.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl Error {
@@ -42,6 +46,7 @@ impl Error {
         match self {
             Error::Project(_) | Error::Usage(_) | Error::Io { .. } => 2,
             Error::Engine(_) | Error::Delta(_) => 1,
+            Error::Busy(_) => 3,
         }
     }
 

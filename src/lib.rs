@@ -17,6 +17,7 @@ pub mod compile;
 pub mod dag;
 pub mod diagnostic;
 pub mod generate;
+pub mod lease;
 pub mod error;
 pub mod materialize;
 pub mod plan;

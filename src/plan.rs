@@ -145,6 +145,12 @@ impl Engine {
         self.register(name, Arc::new(ListingTable::try_new(config)?))
     }
 
+    /// The object store DataFusion reads `url` from (scheme and host).
+    pub fn store_for(&self, url: &url::Url) -> Result<Arc<dyn object_store::ObjectStore>, DataFusionError> {
+        let root = datafusion::execution::object_store::ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?;
+        self.ctx.runtime_env().object_store(root)
+    }
+
     pub fn deregister(&self, name: &str) {
         let _ = self.ctx.deregister_table(TableReference::bare(name));
     }

@@ -18,7 +18,7 @@ use tracing::{info_span, Instrument};
 use crate::assertions::relation_sql;
 use crate::audit::{blocking_summary, Auditor, ModelAudit};
 use crate::compile::{seed_plan, Compiled, Node};
-use crate::materialize::{open_table, write_table, Audit, Written};
+use crate::materialize::{open_table, write_table, At, Audit, Written};
 use crate::render::quote_ident;
 use deltalake::protocol::SaveMode;
 use crate::plan::sql_diagnostic;
@@ -219,7 +219,7 @@ pub async fn prepare_unselected(compiled: &Compiled, selected: &BTreeSet<String>
         let node = &compiled.nodes[name];
         if node.materialized.is_stored() {
             let url = compiled.target.table_url(name);
-            match open_table(&compiled.engine, &url, None).await {
+            match open_table(&compiled.engine, &url, At::Latest).await {
                 Ok(Some(provider)) => {
                     if compiled.engine.register(name, provider).is_err() {
                         missing.insert(name.to_string());
@@ -334,7 +334,7 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
             });
         }
     };
-    let provider = open_table(engine, &url, None)
+    let provider = open_table(engine, &url, At::Latest)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{}: table vanished after writing", url))?;

@@ -1,5 +1,6 @@
 //! One function per subcommand: each runs the chain it needs and prints.
 
+mod gc;
 mod init;
 mod show;
 mod test;
@@ -25,6 +26,7 @@ pub async fn dispatch(global: &Global, command: Command) -> Result<i32> {
     match command {
         Command::Init { dir } => init::init(&dir).map(|_| 0),
         Command::Clean => clean(global).map(|_| 0),
+        Command::Gc { retain_hours, dry_run } => gc::gc(global, retain_hours, dry_run).await.map(|_| 0),
         Command::Compile(sel) => {
             let c = compile_project(global).await?;
             artifacts::write_compiled(&c)?;
@@ -63,7 +65,10 @@ pub async fn dispatch(global: &Global, command: Command) -> Result<i32> {
         }
         Command::Test { selection, gate } => test::test(global, &selection, &gate, false).await,
         Command::Freshness { junit } => test::test(global, &Selection::default(), &Gate { junit, warn_error: false }, true).await,
-        Command::Show { model, limit, format } => show::show(global, &model, limit, format).await.map(|_| 0),
+        Command::Show { model, limit, format, version, as_of } => {
+            let at = show::parse_at(version, as_of.as_deref())?;
+            show::show(global, &model, limit, format, at).await.map(|_| 0)
+        }
     }
 }
 
@@ -110,13 +115,20 @@ async fn run_selection(global: &Global, sel: &Selection, gate: Option<&Gate>) ->
         eprintln!("warning: the selection matches nothing; nothing to do");
     }
     let run_id = run_id();
+    let lease = take_lease(&c, &run_id, if gate.is_some() { "build" } else { "run" }).await?;
+    let outcome = run_leased(global, c, &chosen, gate, &run_id, start).await;
+    lease.release().await;
+    outcome
+}
+
+async fn run_leased(global: &Global, c: Compiled, chosen: &BTreeSet<String>, gate: Option<&Gate>, run_id: &str, start: Instant) -> Result<i32> {
     let auditor = match gate {
-        Some(g) => Some(Arc::new(Auditor::new(&c, &run_id, g.warn_error).await)),
+        Some(g) => Some(Arc::new(Auditor::new(&c, run_id, g.warn_error).await)),
         None => None,
     };
     let c = Arc::new(c);
     let reporter = Arc::new(Reporter::new(chosen.len(), global.quiet));
-    let results = run::run(c.clone(), &chosen, c.threads, reporter.clone(), auditor.clone()).await;
+    let results = run::run(c.clone(), chosen, c.threads, reporter.clone(), auditor.clone()).await;
     reporter.finish();
     let text = summary(&results, start.elapsed().as_secs_f64());
     if global.quiet {
@@ -136,18 +148,24 @@ async fn run_selection(global: &Global, sel: &Selection, gate: Option<&Gate>) ->
                 }
             }
             a.check_singular(&c.engine, &runnable).await;
-            test::finish(&c, "build", &run_id, a, &results, start, g, global.quiet).await?
+            test::finish(&c, "build", run_id, a, &results, start, g, global.quiet).await?
         }
         _ => {
-            artifacts::write_run_results(&c, "run", &run_id, start.elapsed().as_secs_f64(), &results, &[])?;
+            artifacts::write_run_results(&c, "run", run_id, start.elapsed().as_secs_f64(), &results, &[])?;
             false
         }
     };
     Ok(if failed_checks || results.iter().any(|r| r.status != Status::Success) { 1 } else { 0 })
 }
 
+/// The target's write lease: one writing run at a time (see `lease`).
+pub(crate) async fn take_lease(c: &Compiled, run_id: &str, command: &str) -> Result<crate::lease::Lease> {
+    let store = c.engine.store_for(&c.target.warehouse)?;
+    crate::lease::Lease::acquire(store, &c.target.warehouse, run_id, command).await
+}
+
 /// Sortable and unique: `20261123T101500Z-1a2b3c`.
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     let tag = uuid::Uuid::new_v4().simple().to_string();
     format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), &tag[..6])
 }

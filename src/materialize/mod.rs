@@ -89,8 +89,17 @@ fn num_records(stats: &str) -> Option<u64> {
     serde_json::from_str::<serde_json::Value>(stats).ok()?.get("numRecords")?.as_u64()
 }
 
+/// Which version of a table to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    Latest,
+    Version(u64),
+    /// The version current at this instant.
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
 /// The Delta table at `url` as a DataFusion provider; None when nothing was published there.
-pub async fn open_table(engine: &Engine, url: &Url, version: Option<u64>) -> Result<Option<Arc<dyn TableProvider>>, DeltaTableError> {
+pub async fn open_table(engine: &Engine, url: &Url, at: At) -> Result<Option<Arc<dyn TableProvider>>, DeltaTableError> {
     let mut table = match DeltaTable::try_from_url(url.clone()).await {
         Ok(t) => t,
         Err(DeltaTableError::NotATable(_)) => return Ok(None),
@@ -99,8 +108,10 @@ pub async fn open_table(engine: &Engine, url: &Url, version: Option<u64>) -> Res
     if table.version().is_none() {
         return Ok(None);
     }
-    if let Some(v) = version {
-        table.load_version(v).await?;
+    match at {
+        At::Latest => {}
+        At::Version(v) => table.load_version(v).await?,
+        At::Time(t) => table.load_with_datetime(t).await?,
     }
     table.update_datafusion_session(&engine.ctx.state())?;
     let provider = table.table_provider().await.map_err(|e| DeltaTableError::Generic(e.to_string()))?;

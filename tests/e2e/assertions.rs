@@ -125,6 +125,7 @@ fn build_gates_publishing_on_checks() {
     let text = std::fs::read_to_string(&schema).unwrap().replace("    colums_typo: true", reconcile);
     std::fs::write(&schema, &text).unwrap();
     // Order 1 was returned: a warning. No order has a negative amount: a pass.
+    std::fs::create_dir_all(d.join("tests")).unwrap(); // git keeps no empty folder
     std::fs::write(d.join("tests/no_returns.sql"), "{{ config(severity='warn') }}\nselect order_id from {{ ref('orders') }} where status = 'returned'\n").unwrap();
     std::fs::write(d.join("tests/no_negative_amounts.sql"), "select * from {{ ref('orders') }} where amount < 0\n").unwrap();
 

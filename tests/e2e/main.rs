@@ -4,6 +4,7 @@ mod common;
 
 mod assertions;
 mod build;
+mod crash;
 mod errors;
 mod gate;
 mod revenue;
@@ -11,3 +12,4 @@ mod revenue_scale;
 mod memory;
 mod select;
 mod sources;
+mod versions;
