@@ -192,7 +192,10 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
         }
     })?;
 
-    let engine = Engine::new(threads);
+    let engine = Engine::with_storage(threads, target.storage.clone());
+    engine
+        .register_store(&target.warehouse)
+        .map_err(|e| Diagnostic::error(format!("target `{}`: cannot reach the warehouse {}: {e}", target.name, target.warehouse)).in_file(crate::profile::PROFILES_FILE))?;
     let used_sources: BTreeSet<(String, String)> =
         nodes.values().flat_map(|n| n.sources.iter().cloned()).chain(singular_tests.iter().flat_map(|t| t.sources.iter().cloned())).collect();
     let mut sources = BTreeMap::new();
@@ -305,6 +308,9 @@ async fn register_source(
         }
     }
     let all_declared = !decl.columns.is_empty() && declared.len() == decl.columns.len();
+    engine
+        .register_store(&url)
+        .map_err(|e| at(Diagnostic::error(format!("source `{}.{}`: cannot reach {url}: {e}", key.0, key.1))))?;
     let schema = engine
         .register_source(&key.0, &key.1, url.as_str(), &declared, all_declared)
         .await

@@ -28,3 +28,4 @@ pub mod report;
 pub mod run;
 pub mod scorecard;
 pub mod select;
+pub mod storage;

@@ -26,10 +26,17 @@ use crate::diagnostic::{line_col, Diagnostic};
 
 pub struct Engine {
     pub ctx: SessionContext,
+    /// The target's store options (credentials), for every store it reaches.
+    pub storage: crate::storage::StorageOptions,
 }
 
 impl Engine {
     pub fn new(target_partitions: usize) -> Self {
+        Self::with_storage(target_partitions, Default::default())
+    }
+
+    pub fn with_storage(target_partitions: usize, storage: crate::storage::StorageOptions) -> Self {
+        crate::storage::register_delta_schemes();
         let mut config = SessionConfig::new()
             .with_target_partitions(target_partitions.max(1))
             .with_information_schema(true);
@@ -40,7 +47,7 @@ impl Engine {
             .with_config(config)
             .with_query_planner(DeltaPlanner::new())
             .build();
-        Engine { ctx: SessionContext::new_with_state(state) }
+        Engine { ctx: SessionContext::new_with_state(state), storage }
     }
 
     /// Register a source table: Parquet files at `url` (folder, file or glob),
@@ -143,6 +150,16 @@ impl Engine {
         let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).infer_schema(&self.ctx.state()).await?;
         self.register(name, Arc::new(ListingTable::try_new(config)?))
+    }
+
+    /// Make `url`'s store (its bucket) reachable from SQL; local disk always is.
+    pub fn register_store(&self, url: &url::Url) -> Result<(), String> {
+        if url.scheme() == "file" {
+            return Ok(());
+        }
+        let store = crate::storage::store_for(url, &self.storage)?;
+        self.ctx.register_object_store(&crate::storage::store_root(url), store);
+        Ok(())
     }
 
     /// The object store DataFusion reads `url` from (scheme and host).

@@ -22,6 +22,7 @@ use url::Url;
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::error::{Error, Result};
 use crate::project::{yaml, Project};
+use crate::storage::StorageOptions;
 
 pub const PROFILES_FILE: &str = "profiles/profiles.yml";
 
@@ -33,6 +34,8 @@ pub struct Target {
     /// Root URL under which every model's table is stored (always ends with `/`).
     pub warehouse: Url,
     pub threads: Option<usize>,
+    /// object_store options for the warehouse's and sources' stores (credentials: never printed).
+    pub storage: StorageOptions,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +53,9 @@ struct OutputDecl {
     warehouse: String,
     #[serde(default)]
     threads: Option<usize>,
+    /// e.g. aws_endpoint, aws_region, aws_allow_http, aws_access_key_id: "${AWS_ACCESS_KEY_ID}".
+    #[serde(default)]
+    storage_options: BTreeMap<String, String>,
 }
 
 fn default_engine() -> String {
@@ -75,6 +81,7 @@ pub fn resolve(project: &Project, target: Option<&str>) -> Result<Target> {
             engine: default_engine(),
             warehouse: warehouse_url(&project.dir, &default_warehouse(), file)?,
             threads: None,
+            storage: StorageOptions::default(),
         });
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", file, e))?;
@@ -109,11 +116,39 @@ pub fn resolve(project: &Project, target: Option<&str>) -> Result<Target> {
         engine: output.engine.clone(),
         warehouse: warehouse_url(&project.dir, &expand_env(&output.warehouse), file)?,
         threads: output.threads,
+        storage: StorageOptions(output.storage_options.iter().map(|(k, v)| (k.clone(), expand_env(v))).collect()),
     })
 }
 
-/// `${VAR}` in profile values comes from the environment (so credentials never live in files).
+/// `${VAR}` and dbt's `{{ env_var('VAR') }}` / `{{ env_var('VAR', 'default') }}` in
+/// profile values come from the environment (so credentials never live in files).
 fn expand_env(s: &str) -> String {
+    let s = expand_env_var_calls(s);
+    expand_dollar(&s)
+}
+
+fn expand_env_var_calls(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("{{") {
+        let Some(j) = rest[i..].find("}}") else { break };
+        let inner = rest[i + 2..i + j].trim();
+        let args = inner.strip_prefix("env_var(").and_then(|a| a.strip_suffix(')'));
+        out.push_str(&rest[..i]);
+        match args {
+            Some(args) => {
+                let parts: Vec<&str> = args.split(',').map(|a| a.trim().trim_matches(['\'', '"'])).collect();
+                out.push_str(&std::env::var(parts[0]).unwrap_or_else(|_| parts.get(1).unwrap_or(&"").to_string()));
+            }
+            None => out.push_str(&rest[i..i + j + 2]),
+        }
+        rest = &rest[i + j + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn expand_dollar(s: &str) -> String {
     let mut out = String::new();
     let mut rest = s;
     while let Some(i) = rest.find("${") {

@@ -28,11 +28,7 @@ async fn collect(global: &Global, c: &crate::compile::Compiled, retain_hours: u6
     let tables = c.nodes.values().filter(|n| n.materialized.is_stored()).map(|n| n.name.as_str()).chain([SCORECARD, HISTORY]);
     for name in tables {
         let url = c.target.table_url(name);
-        let table = match deltalake::DeltaTable::try_from_url(url.clone()).await {
-            Ok(t) if t.version().is_some() => t,
-            Ok(_) | Err(deltalake::DeltaTableError::NotATable(_)) => continue,
-            Err(e) => return Err(e.into()),
-        };
+        let Some(table) = crate::materialize::load_table(&c.engine, &url).await? else { continue };
         let (_, metrics) = table
             .vacuum()
             .with_retention_period(retention)

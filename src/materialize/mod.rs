@@ -52,7 +52,7 @@ pub async fn write_table(
             std::fs::create_dir_all(&path).map_err(|e| DeltaTableError::Generic(format!("cannot create {}: {e}", path.display())))?;
         }
     }
-    let mut store = DeltaTableBuilder::from_url(url.clone())?.build_storage()?;
+    let mut store = DeltaTableBuilder::from_url(url.clone())?.with_storage_options(engine.storage.as_map()).build_storage()?;
     if let Some(audit) = audit {
         store = gate::AuditedLogStore::wrap(store, audit);
     }
@@ -100,14 +100,7 @@ pub enum At {
 
 /// The Delta table at `url` as a DataFusion provider; None when nothing was published there.
 pub async fn open_table(engine: &Engine, url: &Url, at: At) -> Result<Option<Arc<dyn TableProvider>>, DeltaTableError> {
-    let mut table = match DeltaTable::try_from_url(url.clone()).await {
-        Ok(t) => t,
-        Err(DeltaTableError::NotATable(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if table.version().is_none() {
-        return Ok(None);
-    }
+    let Some(mut table) = load_table(engine, url).await? else { return Ok(None) };
     match at {
         At::Latest => {}
         At::Version(v) => table.load_version(v).await?,
@@ -116,6 +109,16 @@ pub async fn open_table(engine: &Engine, url: &Url, at: At) -> Result<Option<Arc
     table.update_datafusion_session(&engine.ctx.state())?;
     let provider = table.table_provider().await.map_err(|e| DeltaTableError::Generic(e.to_string()))?;
     Ok(Some(provider))
+}
+
+/// The latest version of the Delta table at `url`; None when nothing was published there.
+pub async fn load_table(engine: &Engine, url: &Url) -> Result<Option<DeltaTable>, DeltaTableError> {
+    let mut table = DeltaTableBuilder::from_url(url.clone())?.with_storage_options(engine.storage.as_map()).build()?;
+    match table.load().await {
+        Ok(()) if table.version().is_some() => Ok(Some(table)),
+        Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The useful part of a write error: delta-rs and DataFusion wrap the cause in

@@ -9,6 +9,7 @@ mod errors;
 mod gate;
 mod revenue;
 mod revenue_scale;
+mod s3;
 mod memory;
 mod select;
 mod sources;
