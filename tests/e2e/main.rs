@@ -6,6 +6,7 @@ mod assertions;
 mod build;
 mod crash;
 mod errors;
+mod faults;
 mod gate;
 mod revenue;
 mod revenue_scale;

@@ -26,8 +26,8 @@ use crate::revenue::reference_project;
 const KEY_ID: &str = "AKIATALLYTESTKEY0001";
 const SECRET: &str = "tally-test-secret-Zq8uP3vX";
 
-struct Server {
-    endpoint: String,
+pub struct Server {
+    pub endpoint: String,
     child: Option<Child>,
 }
 
@@ -40,7 +40,7 @@ impl Drop for Server {
     }
 }
 
-fn server() -> Option<Server> {
+pub fn server() -> Option<Server> {
     if let Ok(endpoint) = std::env::var("TALLY_S3_ENDPOINT") {
         return Some(Server { endpoint, child: None });
     }
@@ -63,7 +63,7 @@ fn server() -> Option<Server> {
 }
 
 /// moto does not check auth: a bare PUT creates a bucket.
-fn create_bucket(endpoint: &str, bucket: &str) {
+pub fn create_bucket(endpoint: &str, bucket: &str) {
     let addr = endpoint.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
@@ -72,7 +72,7 @@ fn create_bucket(endpoint: &str, bucket: &str) {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }
 
-fn options(endpoint: &str) -> StorageOptions {
+pub fn options(endpoint: &str) -> StorageOptions {
     StorageOptions(BTreeMap::from([
         ("aws_endpoint".to_string(), endpoint.to_string()),
         ("aws_region".to_string(), "us-east-1".to_string()),
@@ -83,7 +83,7 @@ fn options(endpoint: &str) -> StorageOptions {
 }
 
 /// All rows of the Delta table at `prefix` in `store`, replaying its log.
-async fn read_delta_in(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
+pub async fn read_delta_in(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
     use futures::TryStreamExt;
     let log: Vec<_> = store.list(Some(&StorePath::from(format!("{prefix}/_delta_log")))).try_collect().await.unwrap();
     let mut commits: Vec<String> = log.iter().map(|m| m.location.to_string()).filter(|p| p.ends_with(".json")).collect();
@@ -111,7 +111,19 @@ async fn read_delta_in(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String
     rows(&batches)
 }
 
-fn tally_env(d: &Path, args: &[&str]) -> Run {
+/// A `revenue` profile whose target `s3` keeps the warehouse in `bucket` behind
+/// `endpoint`, with credentials from the environment (`${VAR}` and `env_var()`).
+pub fn write_profile(d: &Path, bucket: &str, endpoint: &str) {
+    std::fs::write(
+        d.join("profiles/profiles.yml"),
+        format!(
+            "revenue:\n  target: s3\n  outputs:\n    s3:\n      type: datafusion\n      warehouse: s3://{bucket}/warehouse\n      storage_options:\n        aws_endpoint: {endpoint}\n        aws_region: us-east-1\n        aws_allow_http: \"true\"\n        aws_access_key_id: \"${{TALLY_TEST_KEY_ID}}\"\n        aws_secret_access_key: \"{{{{ env_var('TALLY_TEST_SECRET') }}}}\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+pub fn tally_env(d: &Path, args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(args)
         .arg("--project-dir")
@@ -147,14 +159,7 @@ async fn reference_project_on_s3_reads_back_without_tally() {
     let local_run = tally_env(local.path(), &["build", "-q", "--vars", &format!("{{raw_root: '{}'}}", raw.display())]);
     let project = reference_project();
     let d = project.path();
-    std::fs::write(
-        d.join("profiles/profiles.yml"),
-        format!(
-            "revenue:\n  target: s3\n  outputs:\n    s3:\n      type: datafusion\n      warehouse: s3://{bucket}/warehouse\n      storage_options:\n        aws_endpoint: {}\n        aws_region: us-east-1\n        aws_allow_http: \"true\"\n        aws_access_key_id: \"${{TALLY_TEST_KEY_ID}}\"\n        aws_secret_access_key: \"{{{{ env_var('TALLY_TEST_SECRET') }}}}\"\n",
-            server.endpoint
-        ),
-    )
-    .unwrap();
+    write_profile(d, &bucket, &server.endpoint);
     let vars = format!("{{raw_root: 's3://{bucket}/raw'}}");
     let run = tally_env(d, &["build", "-vv", "--log-format", "json", "--vars", &vars]);
     local_run.assert_code(0);
