@@ -3,7 +3,8 @@
 //! shared by DataFusion (sources, staged files, failing rows, the lease) and
 //! by delta-rs (published tables).
 //!
-//! Supported: `file://` (the default), `s3://` (any S3-compatible endpoint:
+//! Supported: `file://` (the default), `memory://` (one store per process,
+//! for tests and throwaway runs), `s3://` (any S3-compatible endpoint:
 //! `aws_endpoint`, `aws_region`, `aws_allow_http`, path-style unless
 //! `aws_virtual_hosted_style_request`), `gs://` and `az://`/`abfss://`, with
 //! object_store's option names. Transient errors are retried by object_store
@@ -43,6 +44,11 @@ pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectSt
     let opts = options.0.iter();
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "file" => Arc::new(LocalFileSystem::new()),
+        "memory" => {
+            // One store per process, so every table handle sees the same data.
+            static MEMORY: std::sync::OnceLock<Arc<object_store::memory::InMemory>> = std::sync::OnceLock::new();
+            MEMORY.get_or_init(|| Arc::new(object_store::memory::InMemory::new())).clone()
+        }
         "s3" | "s3a" => {
             let b = AmazonS3Builder::from_env().with_url(url.as_str());
             let b = opts.fold(b, |b, (k, v)| match k.to_ascii_lowercase().parse() {
@@ -67,7 +73,7 @@ pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectSt
             });
             Arc::new(b.build().map_err(|e| e.to_string())?)
         }
-        other => return Err(format!("`{other}://` is not a supported store; use file://, s3://, gs:// or az://")),
+        other => return Err(format!("`{other}://` is not a supported store; use file://, memory://, s3://, gs:// or az://")),
     };
     Ok(store)
 }
@@ -86,7 +92,7 @@ pub fn store_root(url: &Url) -> Url {
 pub fn register_delta_schemes() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for scheme in ["s3", "s3a", "gs", "az", "azure", "abfs", "abfss"] {
+        for scheme in ["memory", "s3", "s3a", "gs", "az", "azure", "abfs", "abfss"] {
             let Ok(url) = Url::parse(&format!("{scheme}://")) else { continue };
             object_store_factories().insert(url.clone(), Arc::new(Stores));
             logstore_factories().insert(url, Arc::new(Stores));

@@ -73,3 +73,19 @@ fn time_travel_gc_and_the_write_lease() {
     tally(d, &["build", "-q"]).assert_code(0);
     assert!(!lease.exists(), "released after the run");
 }
+
+/// `memory://`: the whole build, gate and scorecard included, in one process's memory.
+#[test]
+fn memory_warehouse_builds_in_process() {
+    let dir = fixture("dbt_style");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("profiles")).unwrap();
+    std::fs::write(d.join("profiles/profiles.yml"), "jaffle:\n  target: mem\n  outputs:\n    mem:\n      type: datafusion\n      warehouse: memory:///wh\n").unwrap();
+    let run = tally(d, &["build"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("8 ok, 0 error, 0 skipped"), "{}", run.stdout);
+    assert!(run.stdout.contains("Assertions: 7 pass, 0 warn, 0 fail, 0 error"), "{}", run.stdout);
+    assert!(!d.join("warehouse").exists(), "nothing was written to disk");
+    let r = run_results(d);
+    assert_eq!(result_of(&r, "orders")["rows"], 5);
+}
