@@ -92,22 +92,7 @@ impl Auditor {
 
     /// Run singular tests (SQL files under `tests/`) on what the warehouse holds.
     pub async fn check_singular(&self, engine: &Engine, tests: &[&SingularTest]) -> Vec<Outcome> {
-        let parsed = tests
-            .iter()
-            .map(|t| Assertion {
-                name: t.name.clone(),
-                relation: t.refs.first().cloned().or_else(|| t.sources.first().map(|(s, n)| format!("{s}.{n}"))).unwrap_or_else(|| "tests".into()),
-                relation_sql: String::new(),
-                kind: Kind::Custom { sql: t.sql.clone() },
-                severity: if t.warn { Severity::Warn } else { Severity::Error },
-                filter: None,
-                warn_if: Threshold::NONZERO,
-                error_if: Threshold::NONZERO,
-                limit: None,
-                file: t.path.clone(),
-                line: 1,
-            })
-            .collect();
+        let parsed = tests.iter().map(|t| singular_assertion(t)).collect();
         let outcomes = self.run(engine, parsed).await;
         self.record(outcomes.clone());
         outcomes
@@ -118,6 +103,24 @@ impl Auditor {
         if let Ok(mut all) = self.outcomes.lock() {
             all.extend(outcomes);
         }
+    }
+}
+
+/// A singular test as an assertion: its rows are failures; it is attributed
+/// to the first model it reads (else source, else "tests").
+pub fn singular_assertion(t: &SingularTest) -> Assertion {
+    Assertion {
+        name: t.name.clone(),
+        relation: t.refs.first().cloned().or_else(|| t.sources.first().map(|(s, n)| format!("{s}.{n}"))).unwrap_or_else(|| "tests".into()),
+        relation_sql: String::new(),
+        kind: Kind::Custom { sql: t.sql.clone() },
+        severity: if t.warn { Severity::Warn } else { Severity::Error },
+        filter: None,
+        warn_if: Threshold::NONZERO,
+        error_if: Threshold::NONZERO,
+        limit: None,
+        file: t.path.clone(),
+        line: 1,
     }
 }
 

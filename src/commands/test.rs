@@ -58,20 +58,7 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
 
 /// The error outcome of a singular test that cannot run.
 pub(super) fn not_ready(t: &SingularTest, why: &str) -> assertions::Outcome {
-    let a = assertions::Assertion {
-        name: t.name.clone(),
-        relation: t.refs.first().cloned().unwrap_or_else(|| "tests".into()),
-        relation_sql: String::new(),
-        kind: assertions::Kind::Custom { sql: t.sql.clone() },
-        severity: assertions::Severity::Error,
-        filter: None,
-        warn_if: assertions::Threshold::NONZERO,
-        error_if: assertions::Threshold::NONZERO,
-        limit: None,
-        file: t.path.clone(),
-        line: 1,
-    };
-    a.outcome(Err(format!("`{}` {why}", t.name)))
+    crate::audit::singular_assertion(t).outcome(Err(format!("`{}` {why}", t.name)))
 }
 
 /// Error outcomes for checks on a relation that was never built.

@@ -8,15 +8,11 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use object_store::path::Path as StorePath;
-use object_store::{ObjectStoreExt, PutPayload};
 use tally::generate::Rng;
-use tally::storage::store_for;
-use url::Url;
 
 use crate::common::*;
 use crate::revenue::reference_project;
-use crate::s3::{create_bucket, options, read_delta_in, server, tally_env, write_profile};
+use crate::s3::{bucket_with_raw_sample, read_delta_in, server, tally_env, write_profile};
 
 struct Proxy {
     endpoint: String,
@@ -87,17 +83,7 @@ const GOVERNED: [&str; 6] = ["customer_mrr_monthly", "arr_waterfall_monthly", "r
 async fn five_percent_of_store_calls_fail() {
     let Some(server) = server() else { return };
     let bucket = format!("tally-faults-{}", std::process::id());
-    create_bucket(&server.endpoint, &bucket);
-    let store = store_for(&Url::parse(&format!("s3://{bucket}/")).unwrap(), &options(&server.endpoint)).unwrap();
-    let raw = repo_root().join("tests_data/raw");
-    for table in std::fs::read_dir(&raw).unwrap() {
-        let table = table.unwrap();
-        for file in std::fs::read_dir(table.path()).unwrap() {
-            let file = file.unwrap();
-            let key = format!("raw/{}/{}", table.file_name().to_string_lossy(), file.file_name().to_string_lossy());
-            store.put(&StorePath::from(key), PutPayload::from(std::fs::read(file.path()).unwrap())).await.unwrap();
-        }
-    }
+    let (store, raw) = bucket_with_raw_sample(&server.endpoint, &bucket).await;
     let local = reference_project();
     tally_env(local.path(), &["build", "-q", "--vars", &format!("{{raw_root: '{}'}}", raw.display())]).assert_code(0);
 

@@ -111,6 +111,23 @@ pub async fn read_delta_in(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<St
     rows(&batches)
 }
 
+/// A new bucket holding the committed raw sample under `raw/`; its store and
+/// the sample's local folder.
+pub async fn bucket_with_raw_sample(endpoint: &str, bucket: &str) -> (Arc<dyn ObjectStore>, std::path::PathBuf) {
+    create_bucket(endpoint, bucket);
+    let store = store_for(&Url::parse(&format!("s3://{bucket}/")).unwrap(), &options(endpoint)).unwrap();
+    let raw = repo_root().join("tests_data/raw");
+    for table in std::fs::read_dir(&raw).unwrap() {
+        let table = table.unwrap();
+        for file in std::fs::read_dir(table.path()).unwrap() {
+            let file = file.unwrap();
+            let key = format!("raw/{}/{}", table.file_name().to_string_lossy(), file.file_name().to_string_lossy());
+            store.put(&StorePath::from(key), PutPayload::from(std::fs::read(file.path()).unwrap())).await.unwrap();
+        }
+    }
+    (store, raw)
+}
+
 /// A `revenue` profile whose target `s3` keeps the warehouse in `bucket` behind
 /// `endpoint`, with credentials from the environment (`${VAR}` and `env_var()`).
 pub fn write_profile(d: &Path, bucket: &str, endpoint: &str) {
@@ -140,19 +157,7 @@ pub fn tally_env(d: &Path, args: &[&str]) -> Run {
 async fn reference_project_on_s3_reads_back_without_tally() {
     let Some(server) = server() else { return };
     let bucket = format!("tally-{}", std::process::id());
-    create_bucket(&server.endpoint, &bucket);
-    let store = store_for(&Url::parse(&format!("s3://{bucket}/")).unwrap(), &options(&server.endpoint)).unwrap();
-
-    // Raw data: the committed sample, uploaded to the bucket.
-    let raw = repo_root().join("tests_data/raw");
-    for table in std::fs::read_dir(&raw).unwrap() {
-        let table = table.unwrap();
-        for file in std::fs::read_dir(table.path()).unwrap() {
-            let file = file.unwrap();
-            let key = format!("raw/{}/{}", table.file_name().to_string_lossy(), file.file_name().to_string_lossy());
-            store.put(&StorePath::from(key), PutPayload::from(std::fs::read(file.path()).unwrap())).await.unwrap();
-        }
-    }
+    let (store, raw) = bucket_with_raw_sample(&server.endpoint, &bucket).await;
 
     // The same project twice: on local disk, and on the bucket (credentials from the environment).
     let local = reference_project();
