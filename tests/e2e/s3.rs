@@ -88,21 +88,13 @@ pub async fn read_delta_in(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<St
     let log: Vec<_> = store.list(Some(&StorePath::from(format!("{prefix}/_delta_log")))).try_collect().await.unwrap();
     let mut commits: Vec<String> = log.iter().map(|m| m.location.to_string()).filter(|p| p.ends_with(".json")).collect();
     commits.sort();
-    let mut active = std::collections::BTreeSet::new();
+    let mut texts = Vec::new();
     for c in commits {
-        let text = store.get(&StorePath::from(c)).await.unwrap().bytes().await.unwrap();
-        for line in std::str::from_utf8(&text).unwrap().lines() {
-            let action: serde_json::Value = serde_json::from_str(line).unwrap();
-            if let Some(p) = action.pointer("/add/path").and_then(|p| p.as_str()) {
-                active.insert(p.to_string());
-            }
-            if let Some(p) = action.pointer("/remove/path").and_then(|p| p.as_str()) {
-                active.remove(p);
-            }
-        }
+        let bytes = store.get(&StorePath::from(c)).await.unwrap().bytes().await.unwrap();
+        texts.push(String::from_utf8(bytes.to_vec()).unwrap());
     }
     let mut batches = Vec::new();
-    for f in active {
+    for f in active_files(&texts) {
         let bytes = store.get(&StorePath::from(format!("{prefix}/{f}"))).await.unwrap().bytes().await.unwrap();
         for b in ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap() {
             batches.push(b.unwrap());

@@ -72,19 +72,23 @@ pub fn delta_files(table_dir: &Path) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     commits.sort();
+    let texts: Vec<String> = commits.iter().map(|c| std::fs::read_to_string(c).unwrap()).collect();
+    active_files(&texts).into_iter().map(|p| table_dir.join(p)).collect()
+}
+
+/// Replay Delta log entries (in version order): the data files still added.
+pub fn active_files(commits: &[String]) -> BTreeSet<String> {
     let mut active = BTreeSet::new();
-    for c in commits {
-        for line in std::fs::read_to_string(&c).unwrap().lines() {
-            let action: serde_json::Value = serde_json::from_str(line).unwrap();
-            if let Some(p) = action.pointer("/add/path").and_then(|p| p.as_str()) {
-                active.insert(p.to_string());
-            }
-            if let Some(p) = action.pointer("/remove/path").and_then(|p| p.as_str()) {
-                active.remove(p);
-            }
+    for line in commits.iter().flat_map(|c| c.lines()) {
+        let action: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(p) = action.pointer("/add/path").and_then(|p| p.as_str()) {
+            active.insert(p.to_string());
+        }
+        if let Some(p) = action.pointer("/remove/path").and_then(|p| p.as_str()) {
+            active.remove(p);
         }
     }
-    active.into_iter().map(|p| table_dir.join(p)).collect()
+    active
 }
 
 /// All rows of the Delta table at `table_dir`, read with the parquet crate.
