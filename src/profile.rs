@@ -114,38 +114,18 @@ pub fn resolve(project: &Project, target: Option<&str>) -> Result<Target> {
         name,
         profile_name: profile_name.clone(),
         engine: output.engine.clone(),
-        warehouse: warehouse_url(&project.dir, &expand_env(&output.warehouse), file)?,
+        warehouse: warehouse_url(&project.dir, &expand_env(&output.warehouse, file, "warehouse")?, file)?,
         threads: output.threads,
-        storage: StorageOptions(output.storage_options.iter().map(|(k, v)| (k.clone(), expand_env(v))).collect()),
+        storage: StorageOptions(output.storage_options.iter().map(|(k, v)| Ok((k.clone(), expand_env(v, file, k)?))).collect::<Result<_>>()?),
     })
 }
 
 /// `${VAR}` and dbt's `{{ env_var('VAR') }}` / `{{ env_var('VAR', 'default') }}` in
 /// profile values come from the environment (so credentials never live in files).
-fn expand_env(s: &str) -> String {
-    let s = expand_env_var_calls(s);
-    expand_dollar(&s)
-}
-
-fn expand_env_var_calls(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("{{") {
-        let Some(j) = rest[i..].find("}}") else { break };
-        let inner = rest[i + 2..i + j].trim();
-        let args = inner.strip_prefix("env_var(").and_then(|a| a.strip_suffix(')'));
-        out.push_str(&rest[..i]);
-        match args {
-            Some(args) => {
-                let parts: Vec<&str> = args.split(',').map(|a| a.trim().trim_matches(['\'', '"'])).collect();
-                out.push_str(&std::env::var(parts[0]).unwrap_or_else(|_| parts.get(1).unwrap_or(&"").to_string()));
-            }
-            None => out.push_str(&rest[i..i + j + 2]),
-        }
-        rest = &rest[i + j + 2..];
-    }
-    out.push_str(rest);
-    out
+/// An unset `env_var()` without a default is an error, as in models.
+fn expand_env(s: &str, file: &Path, key: &str) -> Result<String> {
+    let rendered = crate::render::render_env(s).map_err(|e| Diagnostic::error(format!("`{key}`: {e}")).in_file(file))?;
+    Ok(expand_dollar(&rendered))
 }
 
 fn expand_dollar(s: &str) -> String {

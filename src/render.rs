@@ -215,6 +215,18 @@ impl Renderer {
     }
 }
 
+/// A profile value: `{{ env_var('VAR') }}` / `{{ env_var('VAR', 'default') }}`
+/// rendered, as in models (nothing else is defined there).
+pub fn render_env(text: &str) -> Result<String, String> {
+    if !text.contains("{{") {
+        return Ok(text.to_string());
+    }
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_function("env_var", env_var);
+    env.render_str(text, ()).map_err(|e| e.to_string())
+}
+
 fn env_var(name: String, default: Option<Value>) -> Result<Value, minijinja::Error> {
     match std::env::var(&name) {
         Ok(v) => Ok(Value::from(v)),
@@ -265,6 +277,14 @@ fn template_error(file: &Path, text: &str, prefix: usize, e: &minijinja::Error) 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn profile_values_render_env_var_only() {
+        assert_eq!(render_env("plain").unwrap(), "plain");
+        assert_eq!(render_env("{{ env_var('TALLY_TEST_UNSET_PROFILE_VAR', 'dflt') }}").unwrap(), "dflt");
+        let e = render_env("{{ env_var('TALLY_TEST_UNSET_PROFILE_VAR') }}").unwrap_err();
+        assert!(e.contains("not set and no default"), "{e}");
+    }
     use super::*;
     use crate::project;
 
