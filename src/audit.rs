@@ -150,12 +150,18 @@ fn key_columns(parsed: &[Assertion]) -> Vec<String> {
 
 /// A one-line account of the blocking outcomes, for the node's message.
 pub fn blocking_summary(outcomes: &[Outcome]) -> Option<String> {
-    let blocking: Vec<String> = outcomes
-        .iter()
-        .filter(|o| o.blocks())
-        .map(|o| format!("{} ({})", o.name, o.describe()))
-        .collect();
-    (!blocking.is_empty()).then(|| format!("{} assertion(s) failed: {}", blocking.len(), blocking.join("; ")))
+    summarize(outcomes, Outcome::blocks, "assertion(s) failed")
+}
+
+/// A one-line account of the warnings, for a published node's message.
+pub fn warning_summary(outcomes: &[Outcome]) -> Option<String> {
+    summarize(outcomes, |o| o.status == Status::Warn, "warning(s)")
+}
+
+/// "2 <what>: a (3 of 10 rows); b (...)" over the outcomes `pick` keeps, or None.
+fn summarize(outcomes: &[Outcome], pick: impl Fn(&Outcome) -> bool, what: &str) -> Option<String> {
+    let picked: Vec<String> = outcomes.iter().filter(|o| pick(o)).map(|o| format!("{} ({})", o.name, o.describe())).collect();
+    (!picked.is_empty()).then(|| format!("{} {what}: {}", picked.len(), picked.join("; ")))
 }
 
 /// The column [`upstream_loads`] yields.
@@ -261,7 +267,7 @@ impl Audit for ModelAudit {
         Box::pin(async move {
             let engine = &self.compiled.engine;
             let staged = format!("__tally_staged__{}", self.model);
-            let decls = self.compiled.project.models.get(&self.model).map(|m| m.tests.as_slice()).or_else(|| self.compiled.project.seeds.get(&self.model).map(|s| s.tests.as_slice())).unwrap_or_default();
+            let decls = self.compiled.project.tests_of(&self.model);
             if decls.is_empty() {
                 return Ok(());
             }

@@ -163,7 +163,7 @@ impl Engine {
     }
 
     /// The object store DataFusion reads `url` from (scheme and host).
-    pub fn store_for(&self, url: &url::Url) -> Result<Arc<dyn object_store::ObjectStore>, DataFusionError> {
+    pub fn registered_store(&self, url: &url::Url) -> Result<Arc<dyn object_store::ObjectStore>, DataFusionError> {
         let root = datafusion::execution::object_store::ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?;
         self.ctx.runtime_env().object_store(root)
     }

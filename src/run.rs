@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tracing::{info_span, Instrument};
 
 use crate::assertions::relation_sql;
-use crate::audit::{blocking_summary, Auditor, ModelAudit};
+use crate::audit::{blocking_summary, warning_summary, Auditor, ModelAudit};
 use crate::compile::{seed_plan, Compiled, Node};
 use crate::materialize::{open_table, write_table, At, Audit, Written};
 use crate::render::quote_ident;
@@ -243,11 +243,11 @@ pub async fn prepare_unselected(compiled: &Compiled, selected: &BTreeSet<String>
 fn check_order(compiled: &Compiled, selected: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<String>> {
     let mut order: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for name in selected {
-        let decls = compiled.project.models.get(name).map(|m| m.tests.as_slice()).unwrap_or_default();
-        for d in decls {
+        let ancestors = compiled.dag.ancestors(name);
+        for d in compiled.project.tests_of(name) {
             let Ok(a) = crate::assertions::parse(name, "", d) else { continue };
             let Some(other) = a.kind.other_relation() else { continue };
-            if other == name || !selected.contains(other) || compiled.dag.ancestors(name).contains(other) || reaches(compiled, &order, name, other) {
+            if other == name || !selected.contains(other) || ancestors.contains(other) || reaches(compiled, &order, name, other) {
                 continue;
             }
             order.entry(other.to_string()).or_default().insert(name.clone());
@@ -305,12 +305,12 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
     if !node.materialized.is_stored() {
         engine.register_view(&node.name, plan, &node.sql).map_err(|e| e.to_string())?;
         let Some(auditor) = auditor else { return Ok((None, None)) };
-        let decls = compiled.project.models.get(name).map(|m| m.tests.as_slice()).unwrap_or_default();
+        let decls = compiled.project.tests_of(name);
         let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, name, named);
         let outcomes = auditor.check(engine, name, &quote_ident(name), decls, Some(&upstream)).await;
         return match blocking_summary(&outcomes) {
             Some(why) => Err(why),
-            None => Ok((None, warnings(&outcomes))),
+            None => Ok((None, warning_summary(&outcomes))),
         };
     }
     let gate = auditor.map(|auditor| {
@@ -339,15 +339,5 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{}: table vanished after writing", url))?;
     engine.register(&node.name, provider).map_err(|e| e.to_string())?;
-    Ok((Some(written), warnings(&outcomes)))
-}
-
-/// "2 warnings: a (3 of 10 rows); b (...)", or None.
-fn warnings(outcomes: &[crate::assertions::Outcome]) -> Option<String> {
-    let warned: Vec<String> = outcomes
-        .iter()
-        .filter(|o| o.status == crate::assertions::Status::Warn)
-        .map(|o| format!("{} ({})", o.name, o.describe()))
-        .collect();
-    (!warned.is_empty()).then(|| format!("{} warning(s): {}", warned.len(), warned.join("; ")))
+    Ok((Some(written), warning_summary(&outcomes)))
 }

@@ -51,7 +51,7 @@ async fn collect(global: &Global, c: &crate::compile::Compiled, retain_hours: u6
 /// (run ids begin with their UTC start, `20261123T101500Z-...`). Returns how many.
 async fn expire_audit_runs(c: &crate::compile::Compiled, cutoff: chrono::DateTime<chrono::Utc>, dry_run: bool) -> Result<usize> {
     let dir = c.target.table_url("_audit");
-    let store = c.engine.store_for(&dir)?;
+    let store = c.engine.registered_store(&dir)?;
     let prefix = StorePath::from_url_path(dir.path()).map_err(|e| Error::Usage(format!("{dir}: {e}")))?;
     let objects: Vec<_> = match store.list(Some(&prefix)).try_collect().await {
         Ok(o) => o,

@@ -160,7 +160,7 @@ async fn run_leased(global: &Global, c: Compiled, chosen: &BTreeSet<String>, gat
 
 /// The target's write lease: one writing run at a time (see `lease`).
 pub(crate) async fn take_lease(c: &Compiled, run_id: &str, command: &str) -> Result<crate::lease::Lease> {
-    let store = c.engine.store_for(&c.target.warehouse)?;
+    let store = c.engine.registered_store(&c.target.warehouse)?;
     crate::lease::Lease::acquire(store, &c.target.warehouse, run_id, command).await
 }
 

@@ -27,9 +27,8 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
     // (relation, its checks, never built, is a node)
     let mut relations: Vec<(String, Vec<TestDecl>, bool, bool)> = Vec::new();
     for name in c.dag.topo_order().filter(|n| chosen.contains(*n)) {
-        let decls = c.project.models.get(name).map(|m| &m.tests).or_else(|| c.project.seeds.get(name).map(|s| &s.tests));
         let never_built = unbuilt.contains(name) || c.dag.ancestors(name).iter().any(|a| unbuilt.contains(a));
-        relations.push((name.to_string(), wanted(decls.map(Vec::as_slice).unwrap_or_default()), never_built, true));
+        relations.push((name.to_string(), wanted(c.project.tests_of(name)), never_built, true));
     }
     if sel.select.is_empty() {
         for ((s, t), decl) in &c.project.sources {

@@ -132,6 +132,11 @@ pub struct MacroFile {
 }
 
 impl Project {
+    /// The data tests declared on a model or seed (none for an unknown name).
+    pub fn tests_of(&self, name: &str) -> &[TestDecl] {
+        self.models.get(name).map(|m| m.tests.as_slice()).or_else(|| self.seeds.get(name).map(|s| s.tests.as_slice())).unwrap_or_default()
+    }
+
     /// Names that `ref()` can resolve: models and seeds.
     pub fn node_names(&self) -> impl Iterator<Item = &str> {
         self.models.keys().chain(self.seeds.keys()).map(String::as_str)
