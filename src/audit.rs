@@ -185,8 +185,11 @@ pub async fn as_of_us(c: &Compiled) -> i64 {
     }
     if vars.get("freshness_as_of").and_then(|v| v.as_str()) == Some("latest_load") {
         let loads = loads_sql(c, c.sources.keys());
-        if let Some(newest) = single_timestamp(&c.engine, &format!("select max(newest) from ({loads}) n")).await {
-            return newest;
+        let newest = if loads.is_empty() { Ok(None) } else { single_timestamp(&c.engine, &format!("select max(newest) from ({loads}) n")).await };
+        match newest {
+            Ok(Some(newest)) => return newest,
+            Ok(None) => eprintln!("warning: freshness_as_of: latest_load, but no source has a loaded_at_field value; measuring against now"),
+            Err(e) => eprintln!("warning: freshness_as_of: latest_load: cannot read the sources' newest loads ({e}); measuring against now"),
         }
     }
     chrono::Utc::now().timestamp_micros()
@@ -234,14 +237,15 @@ pub fn upstream_loads(c: &Compiled, model: &str, named: &[String]) -> Option<Str
     (!loads.is_empty()).then(|| format!("(select min(newest) as {UPSTREAM_LOADED_AT} from ({loads}) n) upstream"))
 }
 
-async fn single_timestamp(engine: &Engine, sql: &str) -> Option<i64> {
+async fn single_timestamp(engine: &Engine, sql: &str) -> Result<Option<i64>, String> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-    let df = engine.ctx.sql(&format!("select cast(t as timestamp) from ({sql}) as x(t)")).await.ok()?;
-    let batch = df.collect().await.ok()?.into_iter().find(|b| b.num_rows() > 0)?;
-    let col = datafusion::arrow::compute::cast(batch.column(0), &DataType::Timestamp(TimeUnit::Microsecond, None)).ok()?;
-    let ts = col.as_primitive_opt::<TimestampMicrosecondType>()?;
-    (!ts.is_null(0)).then(|| ts.value(0))
+    let clean = |e: datafusion::error::DataFusionError| crate::plan::clean_message(&e);
+    let df = engine.ctx.sql(&format!("select cast(t as timestamp) from ({sql}) as x(t)")).await.map_err(clean)?;
+    let Some(batch) = df.collect().await.map_err(clean)?.into_iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
+    let col = datafusion::arrow::compute::cast(batch.column(0), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| e.to_string())?;
+    let ts = col.as_primitive_opt::<TimestampMicrosecondType>().ok_or("not a timestamp")?;
+    Ok((!ts.is_null(0)).then(|| ts.value(0)))
 }
 
 /// The publish gate's audit of one model: its checks on exactly the files

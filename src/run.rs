@@ -76,37 +76,28 @@ pub async fn run(
         None => BTreeMap::new(),
     };
     let mut started: BTreeMap<String, f64> = BTreeMap::new();
-    let mut results: BTreeMap<String, NodeResult> = BTreeMap::new();
-    let mut waiting: BTreeMap<String, usize> = selected
-        .iter()
-        .map(|n| {
-            let parents = compiled.dag.parents(n).iter().filter(|p| selected.contains(**p)).count();
-            (n.clone(), parents + checked_after.values().filter(|waiters| waiters.contains(n)).count())
-        })
-        .collect();
-    let mut ready: BTreeSet<String> = waiting.iter().filter(|(_, c)| **c == 0).map(|(n, _)| n.clone()).collect();
+    let mut s = Schedule::new(&compiled, selected, checked_after);
     let mut tasks = JoinSet::new();
     let threads = threads.max(1);
 
     loop {
         while tasks.len() < threads {
-            let Some(name) = ready.pop_first() else { break };
-            waiting.remove(&name);
+            let Some(name) = s.ready.pop_first() else { break };
+            s.waiting.remove(&name);
             let node = &compiled.nodes[&name];
             if let Some(m) = compiled.dag.ancestors(&name).iter().find(|a| missing.contains(*a)) {
                 let r = result(node, Status::Error, None, 0.0, Some(format!("upstream `{m}` has never been built on this target; select it too, e.g. --select +{name}")));
                 progress.finished(&r);
-                let why = format!("upstream `{name}` failed");
-                skip_descendants(&compiled, &name, &why, selected, &mut results, &mut waiting, &mut ready, progress.as_ref());
-                results.insert(name, r);
+                s.skip_descendants(&compiled, &name, &format!("upstream `{name}` failed"), selected, progress.as_ref());
+                s.finish(name, r);
                 continue;
             }
-            if let Some((source, why)) = node.sources.iter().find_map(|s| failed_sources.get(s).map(|w| (s, w))) {
+            if let Some((source, why)) = node.sources.iter().find_map(|src| failed_sources.get(src).map(|w| (src, w))) {
                 let r = result(node, Status::Skipped, None, 0.0, Some(format!("skipped: source `{}.{}` failed its checks: {why}", source.0, source.1)));
                 progress.finished(&r);
                 let why = format!("upstream source `{}.{}` failed its checks", source.0, source.1);
-                skip_descendants(&compiled, &name, &why, selected, &mut results, &mut waiting, &mut ready, progress.as_ref());
-                results.insert(name, r);
+                s.skip_descendants(&compiled, &name, &why, selected, progress.as_ref());
+                s.finish(name, r);
                 continue;
             }
             progress.started(&name);
@@ -140,52 +131,71 @@ pub async fn run(
         r.completed_at = run_start.elapsed().as_secs_f64();
         tracing::info!(node = %name, status = ?r.status, rows = ?r.rows, seconds = secs, "node finished");
         progress.finished(&r);
-        // Checks that read this node may run now, whatever became of it.
-        for waiter in checked_after.get(&name).into_iter().flatten() {
-            if let Some(c) = waiting.get_mut(waiter) {
-                *c -= 1;
-                if *c == 0 {
-                    ready.insert(waiter.clone());
-                }
-            }
-        }
         if r.status == Status::Success {
             for child in compiled.dag.children(&name) {
-                if let Some(c) = waiting.get_mut(child) {
-                    *c -= 1;
-                    if *c == 0 {
-                        ready.insert(child.to_string());
-                    }
-                }
+                s.count_down(child);
             }
         } else {
-            let why = format!("upstream `{name}` failed");
-            skip_descendants(&compiled, &name, &why, selected, &mut results, &mut waiting, &mut ready, progress.as_ref());
+            s.skip_descendants(&compiled, &name, &format!("upstream `{name}` failed"), selected, progress.as_ref());
         }
-        results.insert(name, r);
+        s.finish(name, r);
     }
     // Report in DAG order.
-    compiled.dag.topo_order().filter_map(|n| results.remove(n)).collect()
+    compiled.dag.topo_order().filter_map(|n| s.results.remove(n)).collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn skip_descendants(
-    compiled: &Compiled,
-    failed: &str,
-    why: &str,
-    selected: &BTreeSet<String>,
-    results: &mut BTreeMap<String, NodeResult>,
-    waiting: &mut BTreeMap<String, usize>,
-    ready: &mut BTreeSet<String>,
-    progress: &dyn Progress,
-) {
-    for d in compiled.dag.descendants(failed) {
-        if selected.contains(&d) && !results.contains_key(&d) {
-            waiting.remove(&d);
-            ready.remove(&d);
-            let r = result(&compiled.nodes[&d], Status::Skipped, None, 0.0, Some(format!("skipped: {why}")));
-            progress.finished(&r);
-            results.insert(d, r);
+/// What the scheduler knows between task completions.
+struct Schedule {
+    /// Selected nodes not started yet -> how many of their inputs are not done.
+    waiting: BTreeMap<String, usize>,
+    /// Nodes whose inputs are all done.
+    ready: BTreeSet<String>,
+    results: BTreeMap<String, NodeResult>,
+    /// node -> the nodes whose checks read it (see [`check_order`]).
+    checked_after: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Schedule {
+    fn new(compiled: &Compiled, selected: &BTreeSet<String>, checked_after: BTreeMap<String, BTreeSet<String>>) -> Self {
+        let waiting: BTreeMap<String, usize> = selected
+            .iter()
+            .map(|n| {
+                let parents = compiled.dag.parents(n).iter().filter(|p| selected.contains(**p)).count();
+                (n.clone(), parents + checked_after.values().filter(|waiters| waiters.contains(n)).count())
+            })
+            .collect();
+        let ready = waiting.iter().filter(|(_, c)| **c == 0).map(|(n, _)| n.clone()).collect();
+        Schedule { waiting, ready, results: BTreeMap::new(), checked_after }
+    }
+
+    /// One input of `name` is done.
+    fn count_down(&mut self, name: &str) {
+        if let Some(c) = self.waiting.get_mut(name) {
+            *c -= 1;
+            if *c == 0 {
+                self.ready.insert(name.to_string());
+            }
+        }
+    }
+
+    /// Record `name`'s result; checks that read it may run now, whatever became of it.
+    fn finish(&mut self, name: String, r: NodeResult) {
+        let waiters: Vec<String> = self.checked_after.get(&name).into_iter().flatten().cloned().collect();
+        for w in waiters {
+            self.count_down(&w);
+        }
+        self.results.insert(name, r);
+    }
+
+    fn skip_descendants(&mut self, compiled: &Compiled, failed: &str, why: &str, selected: &BTreeSet<String>, progress: &dyn Progress) {
+        for d in compiled.dag.descendants(failed) {
+            if selected.contains(&d) && !self.results.contains_key(&d) {
+                self.waiting.remove(&d);
+                self.ready.remove(&d);
+                let r = result(&compiled.nodes[&d], Status::Skipped, None, 0.0, Some(format!("skipped: {why}")));
+                progress.finished(&r);
+                self.finish(d, r);
+            }
         }
     }
 }

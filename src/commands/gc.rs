@@ -23,7 +23,9 @@ pub async fn gc(global: &Global, retain_hours: u64, dry_run: bool) -> Result<()>
 }
 
 async fn collect(global: &Global, c: &crate::compile::Compiled, retain_hours: u64, dry_run: bool) -> Result<()> {
-    let retention = chrono::Duration::hours(i64::try_from(retain_hours).unwrap_or(i64::MAX / 3_600_000_000));
+    let too_long = || Error::Usage(format!("--retain-hours {retain_hours} is too large"));
+    let retention = i64::try_from(retain_hours).ok().and_then(chrono::Duration::try_hours).ok_or_else(too_long)?;
+    let cutoff = chrono::Utc::now().checked_sub_signed(retention).ok_or_else(too_long)?;
     let verb = if dry_run { "would remove" } else { "removed" };
     let tables = c.nodes.values().filter(|n| n.materialized.is_stored()).map(|n| n.name.as_str()).chain([SCORECARD, HISTORY]);
     for name in tables {
@@ -40,7 +42,7 @@ async fn collect(global: &Global, c: &crate::compile::Compiled, retain_hours: u6
             println!("{name}: {verb} {} data files", metrics.files_deleted.len());
         }
     }
-    let runs = expire_audit_runs(c, chrono::Utc::now() - retention, dry_run).await?;
+    let runs = expire_audit_runs(c, cutoff, dry_run).await?;
     if !global.quiet {
         println!("_audit: {verb} the failing rows of {runs} runs older than {retain_hours} h");
     }

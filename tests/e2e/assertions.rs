@@ -159,3 +159,26 @@ fn build_gates_publishing_on_checks() {
     let path = results["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "expression_orders").unwrap()["failing_rows_path"].as_str().unwrap().to_string();
     assert!(std::path::Path::new(path.trim_start_matches("file://")).exists(), "{path}");
 }
+
+/// A check that reads another model waits for it, and still runs when that
+/// model is skipped: `orders` checks its customers against `customers`,
+/// whose upstream fails at run time.
+#[test]
+fn a_check_waiting_on_a_skipped_model_still_runs() {
+    let dir = fixture("dbt_style");
+    let d = dir.path();
+    std::fs::write(
+        d.join("models/staging/stg_customers.sql"),
+        "{{ config(materialized='table') }}\nselect id as customer_id, first_name, last_name, cast(case when id = 1 then 'x' else '1' end as bigint) as boom\nfrom {{ ref('raw_customers') }}\n",
+    )
+    .unwrap();
+    let run = tally(d, &["build"]);
+    run.assert_code(1);
+    let r = run_results(d);
+    assert_eq!(result_of(&r, "stg_customers")["status"], "error");
+    assert_eq!(result_of(&r, "customers")["status"], "skipped");
+    // Its relationships check finds no customer at all: not published.
+    let orders = result_of(&r, "orders");
+    assert_eq!(orders["status"], "error", "{orders}");
+    assert!(orders["message"].as_str().unwrap().contains("relationships_orders_customer_id (5 of 5 rows)"), "{orders}");
+}
