@@ -212,19 +212,21 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     }
 
     let mut failed: BTreeSet<String> = BTreeSet::new();
-    let order: Vec<String> = dag.topo_order().map(str::to_string).collect();
-    for name in order {
-        if dag.parents(&name).iter().any(|p| failed.contains(*p)) {
-            failed.insert(name);
-            continue;
-        }
-        let compiled_path = project.target_path.join("compiled").join(&nodes[&name].path);
-        let node = nodes.get_mut(&name).ok_or_else(|| Error::Usage(format!("internal: node {name} vanished")))?;
-        match plan_node(&project, &engine, node, &compiled_path).await {
-            Ok(schema) => node.schema = Some(schema),
-            Err(d) => {
-                errors.push(d);
-                failed.insert(name);
+    for level in dag.levels() {
+        let (todo, blocked): (Vec<&str>, Vec<&str>) = level.into_iter().partition(|n| !dag.parents(n).iter().any(|p| failed.contains(*p)));
+        failed.extend(blocked.into_iter().map(str::to_string));
+        let todo: Vec<&Node> = todo.iter().map(|n| &nodes[*n]).collect();
+        for (name, planned) in plan_level(&project, &engine, &todo, threads).await {
+            match planned {
+                Ok(schema) => {
+                    if let Some(node) = nodes.get_mut(&name) {
+                        node.schema = Some(schema);
+                    }
+                }
+                Err(d) => {
+                    errors.push(d);
+                    failed.insert(name);
+                }
             }
         }
     }
@@ -234,31 +236,50 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     Ok(Compiled { project, target, nodes, dag, engine, sources, run_started_at, threads, singular_tests })
 }
 
-/// Plan a node against what is registered now and register it for dependents.
-async fn plan_node(project: &Project, engine: &Engine, node: &Node, compiled_path: &Path) -> Result<SchemaRef, Diagnostic> {
-    let compiled = compiled_path.display().to_string();
-    match node.materialized {
-        Materialization::Seed => {
-            let plan = seed_plan(project, engine, node).await?;
-            let schema = plan.schema().inner().clone();
-            engine.register_placeholder(&node.name, schema.clone()).map_err(|e| Diagnostic::error(e.to_string()).in_file(&node.path))?;
-            Ok(schema)
+/// Plan one DAG level's nodes (none depends on another), on up to `threads`
+/// threads: planning is CPU-bound (SQL to plan, type coercion), and a wide
+/// project has hundreds of nodes per level.
+async fn plan_level(project: &Project, engine: &Engine, nodes: &[&Node], threads: usize) -> Vec<(String, Result<SchemaRef, Diagnostic>)> {
+    let workers = threads.min(nodes.len() / 8).max(1);
+    if workers == 1 {
+        let mut out = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            out.push((node.name.clone(), plan_node(project, engine, node).await));
         }
-        m => {
-            let plan = engine
-                .plan_sql(&node.sql)
-                .await
-                .map_err(|e| sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled))?;
-            let schema = plan.schema().inner().clone();
-            let registered = if m.is_stored() {
-                engine.register_placeholder(&node.name, schema.clone())
-            } else {
-                engine.register_view(&node.name, plan, &node.sql)
-            };
-            registered.map_err(|e| Diagnostic::error(e.to_string()).in_file(&node.path))?;
-            Ok(schema)
-        }
+        return out;
     }
+    // Compile runs alone on the runtime: blocking this worker while scoped
+    // threads plan is harmless, and they re-enter the runtime through its
+    // handle (seeds read CSV headers through object_store).
+    let handle = tokio::runtime::Handle::current();
+    let chunk = nodes.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let tasks: Vec<_> = nodes
+            .chunks(chunk)
+            .map(|part| {
+                let handle = &handle;
+                (part, scope.spawn(move || part.iter().map(|node| (node.name.clone(), handle.block_on(plan_node(project, engine, node)))).collect::<Vec<_>>()))
+            })
+            .collect();
+        let crashed = |node: &&Node| (node.name.clone(), Err(Diagnostic::error("internal error: planning this model crashed; please report it").in_file(&node.path)));
+        tasks.into_iter().flat_map(|(part, t)| t.join().unwrap_or_else(|_| part.iter().map(crashed).collect())).collect()
+    })
+}
+
+/// Type-check a node against its parents' schemas and register its own.
+async fn plan_node(project: &Project, engine: &Engine, node: &Node) -> Result<SchemaRef, Diagnostic> {
+    let compiled = project.target_path.join("compiled").join(&node.path).display().to_string();
+    let plan = match node.materialized {
+        Materialization::Seed => seed_plan(project, engine, node).await?,
+        _ => engine.plan_sql(&node.sql).await.map_err(|e| sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled))?,
+    };
+    let schema = plan.schema().inner().clone();
+    // Dependents are type-checked against this node's schema alone, views
+    // included: inlining each view's ancestry into every dependent would make
+    // compiling a deep project quadratic (exponential with fan-ins). `run`
+    // registers each view with its plan before its dependents run.
+    engine.register_placeholder(&node.name, schema.clone()).map_err(|e| Diagnostic::error(e.to_string()).in_file(&node.path))?;
+    Ok(schema)
 }
 
 /// The seed's CSV read plan, with `column_types` applied.

@@ -101,6 +101,21 @@ impl Dag {
         self.order.iter().map(|&i| self.names[i].as_str())
     }
 
+    /// Nodes grouped by depth: each level's nodes depend only on earlier
+    /// levels, so one level's nodes can be processed in parallel.
+    pub fn levels(&self) -> Vec<Vec<&str>> {
+        let mut depth = vec![0usize; self.names.len()];
+        let mut levels: Vec<Vec<&str>> = Vec::new();
+        for &i in &self.order {
+            depth[i] = self.parents[i].iter().map(|&p| depth[p] + 1).max().unwrap_or(0);
+            if levels.len() <= depth[i] {
+                levels.resize_with(depth[i] + 1, Vec::new);
+            }
+            levels[depth[i]].push(self.names[i].as_str());
+        }
+        levels
+    }
+
     pub fn parents(&self, name: &str) -> Vec<&str> {
         self.index.get(name).map(|&i| self.parents[i].iter().map(|&p| self.names[p].as_str()).collect()).unwrap_or_default()
     }

@@ -93,7 +93,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Plan one model's SQL: parse, resolve names, type-check (analyzer) and optimize.
+    /// Plan one model's SQL: parse, resolve names and type-check (DataFusion's
+    /// analyzer: type coercion and plan checks). Not optimized: the optimizer
+    /// runs once, when the plan executes, over the plan with its inlined views.
     pub async fn plan_sql(&self, sql: &str) -> Result<LogicalPlan, DataFusionError> {
         let state = self.ctx.state();
         let plan = state.create_logical_plan(sql).await?;
@@ -105,7 +107,7 @@ impl Engine {
         }
         // Type coercion and checks happen in the analyzer: run it now so a type
         // error surfaces at compile time, not halfway through a run.
-        state.optimize(&plan)?;
+        state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
         Ok(plan)
     }
 

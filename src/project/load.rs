@@ -284,7 +284,8 @@ fn columns(decls: &[ColumnDecl]) -> Vec<Column> {
 /// Every `tests:`/`data_tests:` entry of a model, seed or source table, with
 /// the line it is on (found from the entry's test name, after the node's line).
 fn tests_of(file: &Path, text: &str, node: &str, cols: &[ColumnDecl], tests: &[serde_yaml_ng::Value], data_tests: &[serde_yaml_ng::Value]) -> Vec<TestDecl> {
-    let node_line = text.lines().position(|l| {
+    let lines: Vec<&str> = text.lines().collect();
+    let node_line = lines.iter().position(|l| {
         let t = l.trim_start().trim_start_matches("- ").trim_start();
         t.strip_prefix("name:").is_some_and(|v| v.trim().trim_matches(['"', '\'']) == node)
     });
@@ -299,7 +300,7 @@ fn tests_of(file: &Path, text: &str, node: &str, cols: &[ColumnDecl], tests: &[s
         let is_entry = |l: &str| {
             l.trim_start().strip_prefix("- ").and_then(|r| r.trim_start().strip_prefix(name.as_str())).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', ' ']))
         };
-        let line = text.lines().enumerate().skip(from).find(|(_, l)| is_entry(l)).map_or(from + 1, |(i, _)| i + 1);
+        let line = lines.iter().enumerate().skip(from).find(|(_, l)| is_entry(l)).map_or(from + 1, |(i, _)| i + 1);
         from = line;
         out.push(TestDecl { column, spec: spec.clone(), file: file.to_path_buf(), line });
     };
