@@ -127,7 +127,12 @@ pub fn write_compiled(c: &Compiled) -> Result<()> {
         nodes,
         sources,
     };
-    write_json(&target.join("manifest.json"), &manifest)
+    write_json(&target.join("manifest.json"), &manifest)?;
+    for (relation, name, sql) in crate::audit::one_queries(c) {
+        let file = |s: &str| s.replace(['/', '\\'], "_");
+        write(&target.join("compiled").join("assertions").join(file(&relation)).join(format!("{}.sql", file(&name))), format!("{sql}\n").as_bytes())?;
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -136,6 +141,8 @@ struct RunResults<'a> {
     command: &'a str,
     run_id: &'a str,
     elapsed_time: f64,
+    /// Seconds spent in checks, summed over models checked at once.
+    assertion_seconds: f64,
     peak_rss_bytes: Option<u64>,
     /// One entry per node run (empty for `tally test`).
     results: &'a [NodeResult],
@@ -144,8 +151,8 @@ struct RunResults<'a> {
 }
 
 /// `target/run_results.json`: every node's and every assertion's result.
-pub fn write_run_results(c: &Compiled, command: &str, run_id: &str, elapsed: f64, results: &[NodeResult], assertions: &[crate::assertions::Outcome]) -> Result<()> {
-    let doc = RunResults { metadata: metadata(c), command, run_id, elapsed_time: elapsed, peak_rss_bytes: peak_rss_bytes(), results, assertions };
+pub fn write_run_results(c: &Compiled, command: &str, run_id: &str, elapsed: f64, results: &[NodeResult], assertions: &[crate::assertions::Outcome], assertion_seconds: f64) -> Result<()> {
+    let doc = RunResults { metadata: metadata(c), command, run_id, elapsed_time: elapsed, assertion_seconds, peak_rss_bytes: peak_rss_bytes(), results, assertions };
     write_json(&c.project.dir.join(&c.project.target_path).join("run_results.json"), &doc)
 }
 
@@ -168,7 +175,14 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write(path, &text)
 }
 
+/// Write `bytes` unless the file already holds exactly them: rewriting an
+/// unchanged file truncates it first, and on ext4 a truncate-then-write flushes
+/// to disk on close, which made writing 2,000 compiled models cost more than
+/// planning them.
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
     }
