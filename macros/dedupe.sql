@@ -9,17 +9,18 @@
   a null `is_deleted` means not deleted.
 -#}
 {% macro dedupe_latest(relation, key, by_updated_at=true, soft_deletes=false) -%}
-select * exclude (_dedupe_rank) from (
+{%- set order -%}
+order by {{ key | join(', ') }}, {% if by_updated_at %}updated_at desc nulls last, {% endif %}_loaded_at desc nulls last
+{%- endset -%}
+select * exclude (_dedupe_first) from (
     select
         *,
-        row_number() over (
-            partition by {{ key | join(', ') }}
-            order by {% if by_updated_at %}updated_at desc nulls last, {% endif %}_loaded_at desc nulls last
-        ) as _dedupe_rank
+        {% for k in key %}(lag({{ k }}) over ({{ order }}) is distinct from {{ k }}){% if not loop.last %}
+        or {% endif %}{% endfor %} as _dedupe_first
     from {{ relation }}
     where {% for k in key %}{{ k }} is not null{% if not loop.last %} and {% endif %}{% endfor %}
 ) ranked
-where _dedupe_rank = 1
+where _dedupe_first
 {%- if soft_deletes %}
   and coalesce(is_deleted, false) = false
 {%- endif %}

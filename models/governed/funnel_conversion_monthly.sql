@@ -18,7 +18,7 @@ counts as (
         count(converted_opportunity_id) as converted,
         count(case when converted_opportunity_id is not null and is_won then 1 end) as won,
         avg(case when converted_opportunity_id is not null and converted_at is not null
-            then cast(cast(converted_at as bigint) - cast(created_at as bigint) as double) / 86400000000.0
+            then (date_part('epoch', converted_at) - date_part('epoch', created_at)) / 86400.0
         end) as avg_days_to_convert
     from leads
     group by 1
