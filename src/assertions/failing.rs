@@ -53,34 +53,80 @@ pub fn failing_rows_sql(a: &Assertion) -> Option<String> {
     })
 }
 
+/// `a` as one query of its own, the way dbt runs a test: the number of failing
+/// rows, or for whole-relation checks the row count or the newest instant.
+pub fn one_query_sql(a: &Assertion) -> String {
+    let (r, f) = (&a.relation_sql, filter(a));
+    match (&a.kind, failing_rows_sql(a)) {
+        (Kind::Freshness { column, .. }, _) => format!("select max({}) as newest from {r} where {f}", quote_ident(column)),
+        (_, Some(rows)) => format!("select count(*) as failures from (\n{rows}\n) failing"),
+        (_, None) => format!("select count(*) as row_count from {r} where {f}"),
+    }
+}
+
 /// Fill `o.sample` with up to [`SAMPLE_ROWS`] failing rows, shown by `key`
 /// columns (the relation's key, then the checked columns), and store up to
 /// `limit` failing rows at `<dir>/<assertion>.parquet`.
 pub async fn collect(engine: &Engine, a: &Assertion, key: &[String], o: &mut Outcome, dir: &Url, limit: usize) {
     let Some(sql) = failing_rows_sql(a) else { return };
-    match sample(engine, &sql, key).await {
-        Ok(s) => o.sample = s,
-        Err(e) => tracing::warn!("cannot sample the failing rows of {}: {e}", a.name),
-    }
-    if limit == 0 {
+    // One query for both: the failing rows are read once, up to the limit.
+    let rows = async { engine.ctx.sql(&format!("select * from ({sql}) f limit {}", limit.max(SAMPLE_ROWS))).await?.collect().await };
+    let batches = match rows.await {
+        Ok(b) => b,
+        Err(e) => return tracing::warn!("cannot read the failing rows of {}: {}", a.name, crate::plan::clean_message(&e)),
+    };
+    o.sample = sample(&batches, key);
+    let kept = first_rows(&batches, limit);
+    if kept.is_empty() {
         return;
     }
     let url = format!("{dir}{}.parquet", a.name);
-    let written = async {
-        let df = engine.ctx.sql(&format!("select * from ({sql}) f limit {limit}")).await?;
-        df.write_parquet(&url, DataFrameWriteOptions::new().with_single_file_output(true), None).await
-    };
+    let written = async { engine.ctx.read_batches(kept)?.write_parquet(&url, DataFrameWriteOptions::new().with_single_file_output(true), None).await };
     match written.await {
         Ok(_) => o.failing_rows_path = Some(url),
         Err(e) => tracing::warn!("cannot store the failing rows of {} at {url}: {}", a.name, crate::plan::clean_message(&e)),
     }
 }
 
-async fn sample(engine: &Engine, sql: &str, key: &[String]) -> Result<Vec<String>, String> {
-    let shown = if key.is_empty() { "*".to_string() } else { key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ") };
-    let df = engine.ctx.sql(&format!("select distinct {shown} from ({sql}) f limit {SAMPLE_ROWS}")).await.map_err(|e| crate::plan::clean_message(&e))?;
-    let batches = df.collect().await.map_err(|e| crate::plan::clean_message(&e))?;
-    Ok(batches.iter().flat_map(rows_as_text).collect())
+/// Up to [`SAMPLE_ROWS`] distinct failing rows, shown by their `key` columns
+/// (every column when there is no key).
+fn sample(batches: &[RecordBatch], key: &[String]) -> Vec<String> {
+    let mut shown: Vec<String> = Vec::new();
+    for batch in batches {
+        let batch = if key.is_empty() {
+            batch.clone()
+        } else {
+            let indices: Vec<usize> = key.iter().filter_map(|k| batch.schema_ref().index_of(k).ok()).collect();
+            match batch.project(&indices) {
+                Ok(b) => b,
+                Err(_) => continue,
+            }
+        };
+        for row in rows_as_text(&batch) {
+            if shown.len() == SAMPLE_ROWS {
+                return shown;
+            }
+            if !shown.contains(&row) {
+                shown.push(row);
+            }
+        }
+    }
+    shown
+}
+
+/// The first `n` rows of `batches`.
+fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
+    let mut left = n;
+    let mut out = Vec::new();
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let take = b.num_rows().min(left);
+        out.push(b.slice(0, take));
+        left -= take;
+    }
+    out
 }
 
 /// Each row as `col=value, col=value`.
