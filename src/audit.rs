@@ -4,7 +4,9 @@
 //! before they become visible.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
@@ -29,11 +31,19 @@ pub struct Auditor {
     /// `<warehouse>/_audit/<run_id>/`: failing rows, one Parquet file per check.
     pub dir: Url,
     outcomes: Mutex<Vec<Outcome>>,
+    /// Time spent evaluating checks and collecting failing rows, summed over
+    /// every check call (µs; calls on different models may overlap).
+    spent_us: AtomicU64,
 }
 
 impl Auditor {
     pub async fn new(c: &Compiled, run_id: &str, warn_error: bool) -> Auditor {
-        Auditor { as_of_us: as_of_us(c).await, warn_error, dir: c.target.audit_url(run_id), outcomes: Mutex::new(Vec::new()) }
+        Auditor { as_of_us: as_of_us(c).await, warn_error, dir: c.target.audit_url(run_id), outcomes: Mutex::new(Vec::new()), spent_us: AtomicU64::new(0) }
+    }
+
+    /// Seconds spent in checks so far (summed over concurrent models).
+    pub fn seconds(&self) -> f64 {
+        self.spent_us.load(Ordering::Relaxed) as f64 / 1e6
     }
 
     /// Every outcome so far, in the order the checks ran.
@@ -45,26 +55,7 @@ impl Auditor {
     /// the outcomes are recorded and returned. `upstream`: the relation's
     /// upstream loads (see [`upstream_loads`]), for freshness without a column.
     pub async fn check(&self, engine: &Engine, relation: &str, relation_sql: &str, decls: &[TestDecl], upstream: Option<&Upstream<'_>>) -> Vec<Outcome> {
-        let mut parsed = Vec::new();
-        let mut outcomes = Vec::new();
-        for d in decls {
-            match assertions::parse(relation, relation_sql, d) {
-                Ok(mut a) => match &mut a.kind {
-                    Kind::Freshness { column, upstream: named, .. } if column.is_empty() => match upstream.and_then(|u| u(named)) {
-                        Some(loads) => {
-                            *column = UPSTREAM_LOADED_AT.to_string();
-                            a.relation_sql = loads;
-                            parsed.push(a);
-                        }
-                        None => outcomes.push(a.outcome(Err(format!(
-                            "`freshness` on `{relation}` needs `column:`, or upstream sources with a `loaded_at_field`"
-                        )))),
-                    },
-                    _ => parsed.push(a),
-                },
-                Err(diag) => outcomes.push(Outcome::invalid(relation, d, diag.headline())),
-            }
-        }
+        let (parsed, mut outcomes) = prepare(relation, relation_sql, decls, upstream);
         outcomes.extend(self.run(engine, parsed).await);
         self.record(outcomes.clone());
         outcomes
@@ -72,7 +63,14 @@ impl Auditor {
 
     /// Evaluate parsed assertions, judge them and keep their failing rows;
     /// returns the outcomes (recorded by the caller).
-    async fn run(&self, engine: &Engine, mut parsed: Vec<Assertion>) -> Vec<Outcome> {
+    async fn run(&self, engine: &Engine, parsed: Vec<Assertion>) -> Vec<Outcome> {
+        let start = Instant::now();
+        let evaluated = self.judge(engine, parsed).await;
+        self.spent_us.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+        evaluated
+    }
+
+    async fn judge(&self, engine: &Engine, mut parsed: Vec<Assertion>) -> Vec<Outcome> {
         dedupe_names(&mut parsed);
         let mut evaluated = assertions::evaluate(engine, &parsed, self.as_of_us).await;
         let key = key_columns(&parsed);
@@ -125,6 +123,53 @@ pub fn singular_assertion(t: &SingularTest) -> Assertion {
 }
 
 /// Two checks of the same kind on the same columns get `_2`, `_3`... (dbt adds a hash).
+/// Parse `relation`'s checks; a freshness check over upstream loads reads
+/// them through `upstream`. Checks that cannot run come back as outcomes.
+pub fn prepare(relation: &str, relation_sql: &str, decls: &[TestDecl], upstream: Option<&Upstream<'_>>) -> (Vec<Assertion>, Vec<Outcome>) {
+    let mut parsed = Vec::new();
+    let mut outcomes = Vec::new();
+    for d in decls {
+        match assertions::parse(relation, relation_sql, d) {
+            Ok(mut a) => match &mut a.kind {
+                Kind::Freshness { column, upstream: named, .. } if column.is_empty() => match upstream.and_then(|u| u(named)) {
+                    Some(loads) => {
+                        *column = UPSTREAM_LOADED_AT.to_string();
+                        a.relation_sql = loads;
+                        parsed.push(a);
+                    }
+                    None => outcomes.push(a.outcome(Err(format!("`freshness` on `{relation}` needs `column:`, or upstream sources with a `loaded_at_field`")))),
+                },
+                _ => parsed.push(a),
+            },
+            Err(diag) => outcomes.push(Outcome::invalid(relation, d, diag.headline())),
+        }
+    }
+    (parsed, outcomes)
+}
+
+/// Every check of the project as the one query dbt would run for it (the
+/// number of failing rows; a row count; the newest instant for freshness):
+/// (relation, check name, SQL). `tally compile` writes them under
+/// `target/compiled/assertions/`, for debugging a check by hand and for
+/// running the checks on another engine (bench/).
+pub fn one_queries(c: &Compiled) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut add = |relation: &str, mut parsed: Vec<Assertion>| {
+        dedupe_names(&mut parsed);
+        out.extend(parsed.iter().map(|a| (relation.to_string(), a.name.clone(), failing::one_query_sql(a))));
+    };
+    for ((s, t), decl) in &c.project.sources {
+        let relation = format!("{s}.{t}");
+        add(&relation, prepare(&relation, &assertions::relation_sql(&relation), &decl.tests, None).0);
+    }
+    for name in c.nodes.keys() {
+        let upstream = |named: &[String]| upstream_loads(c, name, named);
+        add(name, prepare(name, &quote_ident(name), c.project.tests_of(name), Some(&upstream)).0);
+    }
+    add("tests", c.singular_tests.iter().map(singular_assertion).collect());
+    out
+}
+
 fn dedupe_names(parsed: &mut [Assertion]) {
     let mut seen = BTreeMap::<String, usize>::new();
     for a in parsed.iter_mut() {

@@ -151,7 +151,7 @@ async fn run_leased(global: &Global, c: Compiled, chosen: &BTreeSet<String>, gat
             test::finish(&c, "build", run_id, a, &results, start, g, global.quiet).await?
         }
         _ => {
-            artifacts::write_run_results(&c, "run", run_id, start.elapsed().as_secs_f64(), &results, &[])?;
+            artifacts::write_run_results(&c, "run", run_id, start.elapsed().as_secs_f64(), &results, &[], 0.0)?;
             false
         }
     };

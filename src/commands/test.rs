@@ -88,7 +88,7 @@ pub(super) async fn finish(c: &Compiled, command: &str, run_id: &str, auditor: &
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    crate::artifacts::write_run_results(c, command, run_id, elapsed, results, &outcomes)?;
+    crate::artifacts::write_run_results(c, command, run_id, elapsed, results, &outcomes, auditor.seconds())?;
     if let Some(path) = &gate.junit {
         std::fs::write(path, crate::report::junit(&outcomes, elapsed)).map_err(|e| Error::io("cannot write", path, e))?;
     }
