@@ -56,7 +56,7 @@ def latest_load(data):
     import duckdb
     tables = sorted(os.path.basename(t) for t in glob.glob(os.path.join(data, "*")) if os.path.isdir(t))
     union = " union all ".join(f"select max(_loaded_at) as m from read_parquet('{data}/{t}/*.parquet')" for t in tables)
-    (value,) = duckdb.sql(f"select cast(max(m) as varchar) from ({union})").fetchone()
+    ((value,),) = duckdb.sql(f"select cast(max(m) as varchar) from ({union})").fetchall()
     return value
 
 
