@@ -28,14 +28,19 @@ ENV = dict(os.environ, DBT_SEND_ANONYMOUS_USAGE_STATS="False", DO_NOT_TRACK="1")
 
 
 def timed(cmd, cwd=ROOT, check=True):
-    """Run cmd under GNU time: (wall s, CPU s, peak RSS MB, stdout, exit code)."""
-    stats = os.path.join(BENCH, "time.txt")
-    p = subprocess.run(["/usr/bin/time", "-o", stats, "-f", "%e %U %S %M"] + cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-    if check and p.returncode not in (0,):
-        sys.exit(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    last = open(stats).read().strip().splitlines()[-1].split()
-    wall, user, sys_, rss = float(last[0]), float(last[1]), float(last[2]), int(last[3]) / 1024
-    return {"wall": wall, "cpu": user + sys_, "rss_mb": rss, "stdout": p.stdout, "code": p.returncode}
+    """Run cmd: (wall s, CPU s, peak RSS MB, stdout, exit code), from the
+    child's own rusage (wait4), so no GNU time is needed."""
+    out = os.path.join(BENCH, "stdout.txt")
+    with open(out, "w") as stdout, open(os.path.join(BENCH, "stderr.txt"), "w") as stderr:
+        start = time.perf_counter()
+        p = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    text = open(out).read()
+    if check and code != 0:
+        sys.exit(f"{' '.join(cmd)} exited {code}\n{text[-3000:]}\n{open(os.path.join(BENCH, 'stderr.txt')).read()[-3000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024, "stdout": text, "code": code}
 
 
 def median_of(runs, f):
