@@ -159,6 +159,12 @@ mod tests {
     }
 
     #[test]
+    fn levels_hold_nodes_whose_parents_are_all_in_earlier_levels() {
+        let dag = Dag::build(&deps(&[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"]), ("e", &["a", "d"]), ("f", &[])])).unwrap();
+        assert_eq!(dag.levels(), vec![vec!["a", "f"], vec!["b", "c"], vec!["d"], vec!["e"]]);
+    }
+
+    #[test]
     fn diamond_orders_dependencies_first() {
         let dag = Dag::build(&deps(&[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"])])).unwrap();
         assert_eq!(dag.topo_order().collect::<Vec<_>>(), ["a", "b", "c", "d"]);

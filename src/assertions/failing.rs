@@ -138,3 +138,32 @@ fn rows_as_text(batch: &RecordBatch) -> Vec<String> {
         .map(|row| names.iter().zip(&formatters).map(|(n, f)| format!("{n}={}", f.value(row))).collect::<Vec<_>>().join(", "))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(ids: &[i64], names: &[&str]) -> RecordBatch {
+        let schema = Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("name", DataType::Utf8, false)]);
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(names.to_vec()))]).unwrap()
+    }
+
+    #[test]
+    fn sample_shows_distinct_keys_across_batches() {
+        let batches = [batch(&[1, 1, 2], &["a", "b", "c"]), batch(&[3, 4, 5, 6, 7], &["d", "e", "f", "g", "h"])];
+        assert_eq!(sample(&batches, &["id".to_string()]), ["id=1", "id=2", "id=3", "id=4", "id=5"]);
+        assert_eq!(sample(&batches[..1], &[]), ["id=1, name=a", "id=1, name=b", "id=2, name=c"]);
+    }
+
+    #[test]
+    fn first_rows_stops_at_the_limit() {
+        let batches = [batch(&[1, 2, 3], &["a", "b", "c"]), batch(&[4, 5], &["d", "e"])];
+        assert_eq!(first_rows(&batches, 4).iter().map(|b| b.num_rows()).collect::<Vec<_>>(), [3, 1]);
+        assert!(first_rows(&batches, 0).is_empty());
+    }
+}
