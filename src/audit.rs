@@ -122,7 +122,6 @@ pub fn singular_assertion(t: &SingularTest) -> Assertion {
     }
 }
 
-/// Two checks of the same kind on the same columns get `_2`, `_3`... (dbt adds a hash).
 /// Parse `relation`'s checks; a freshness check over upstream loads reads
 /// them through `upstream`. Checks that cannot run come back as outcomes.
 pub fn prepare(relation: &str, relation_sql: &str, decls: &[TestDecl], upstream: Option<&Upstream<'_>>) -> (Vec<Assertion>, Vec<Outcome>) {
@@ -170,6 +169,7 @@ pub fn one_queries(c: &Compiled) -> Vec<(String, String, String)> {
     out
 }
 
+/// Two checks of the same kind on the same columns get `_2`, `_3`... (dbt adds a hash).
 fn dedupe_names(parsed: &mut [Assertion]) {
     let mut seen = BTreeMap::<String, usize>::new();
     for a in parsed.iter_mut() {

@@ -268,10 +268,12 @@ async fn plan_level(project: &Project, engine: &Engine, nodes: &[&Node], threads
 
 /// Type-check a node against its parents' schemas and register its own.
 async fn plan_node(project: &Project, engine: &Engine, node: &Node) -> Result<SchemaRef, Diagnostic> {
-    let compiled = project.target_path.join("compiled").join(&node.path).display().to_string();
     let plan = match node.materialized {
         Materialization::Seed => seed_plan(project, engine, node).await?,
-        _ => engine.plan_sql(&node.sql).await.map_err(|e| sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled))?,
+        _ => engine.plan_sql(&node.sql).await.map_err(|e| {
+            let compiled = project.target_path.join("compiled").join(&node.path);
+            sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled.display().to_string())
+        })?,
     };
     let schema = plan.schema().inner().clone();
     // Dependents are type-checked against this node's schema alone, views
