@@ -167,12 +167,13 @@ async fn own_query(engine: &Engine, a: &Assertion) -> Result<(u64, u64), String>
     let f = filter(a);
     let relation = &a.relation_sql;
     let sql = match &a.kind {
+        // One scan: rows per key, then every row beyond a key's first.
         Kind::Duplicates { columns, .. } => {
             let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
             let keep = no_null(columns);
             format!(
-                "select (select count(*) from {relation} where {f} and {keep}) as c, \
-                 (select count(*) from {relation} where {f} and {keep}) - (select count(*) from (select distinct {cols} from {relation} where {f} and {keep}) d) as f"
+                "select cast(coalesce(sum(n), 0) as bigint) as c, cast(coalesce(sum(n), 0) - count(*) as bigint) as f \
+                 from (select count(*) as n from {relation} where {f} and {keep} group by {cols}) keys"
             )
         }
         Kind::Relationships { column, to, field } => {
