@@ -4,6 +4,7 @@
 //! before they become visible.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -30,6 +31,9 @@ pub struct Auditor {
     pub warn_error: bool,
     /// `<warehouse>/_audit/<run_id>/`: failing rows, one Parquet file per check.
     pub dir: Url,
+    /// `<target-path>/scratch/<run_id>/`: checked views' rows for this run
+    /// (see [`stage_view`](crate::materialize::stage_view)); removed on drop.
+    pub scratch: PathBuf,
     outcomes: Mutex<Vec<Outcome>>,
     /// Time spent evaluating checks and collecting failing rows, summed over
     /// every check call (µs; calls on different models may overlap).
@@ -38,7 +42,14 @@ pub struct Auditor {
 
 impl Auditor {
     pub async fn new(c: &Compiled, run_id: &str, warn_error: bool) -> Auditor {
-        Auditor { as_of_us: as_of_us(c).await, warn_error, dir: c.target.audit_url(run_id), outcomes: Mutex::new(Vec::new()), spent_us: AtomicU64::new(0) }
+        Auditor {
+            as_of_us: as_of_us(c).await,
+            warn_error,
+            dir: c.target.audit_url(run_id),
+            scratch: c.project.dir.join(&c.project.target_path).join("scratch").join(run_id),
+            outcomes: Mutex::new(Vec::new()),
+            spent_us: AtomicU64::new(0),
+        }
     }
 
     /// Seconds spent in checks so far (summed over concurrent models).
@@ -101,6 +112,12 @@ impl Auditor {
         if let Ok(mut all) = self.outcomes.lock() {
             all.extend(outcomes);
         }
+    }
+}
+
+impl Drop for Auditor {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }
 

@@ -2,11 +2,13 @@
 //! `threads` at once), each node only after its selected parents succeeded.
 //! A failed node's descendants are skipped, with the reason.
 //!
-//! With an [`Auditor`] (`tally build`), sources are checked first and each
-//! node's checks gate it: a stored node is written, audited on exactly the
-//! written files and published only if no error-level check fails; a view is
-//! checked once defined. Nodes reading a failed source are skipped.
+//! With an [`Auditor`] (`tally build`), each source's checks are a task of
+//! their own that the nodes reading it wait for, and each node's checks gate it: a stored node is written, audited on exactly the
+//! written files and published only if no error-level check fails. A checked
+//! view's rows are computed once, checked, and read by the rest of the run
+//! (see [`stage_view`]). Nodes reading a failed source are skipped.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +20,7 @@ use tracing::{info_span, Instrument};
 use crate::assertions::relation_sql;
 use crate::audit::{blocking_summary, warning_summary, Auditor, ModelAudit};
 use crate::compile::{seed_plan, Compiled, Node};
-use crate::materialize::{open_table, write_table, At, Audit, Written};
+use crate::materialize::{open_table, stage_view, write_table, At, Audit, Written};
 use crate::render::quote_ident;
 use deltalake::protocol::SaveMode;
 use crate::plan::sql_diagnostic;
@@ -67,23 +69,31 @@ pub async fn run(
 ) -> Vec<NodeResult> {
     let run_start = Instant::now();
     let missing = prepare_unselected(&compiled, selected).await;
-    let failed_sources = match &auditor {
-        Some(a) => check_sources(&compiled, selected, a).await,
-        None => BTreeMap::new(),
-    };
-    let checked_after = match &auditor {
-        Some(_) => check_order(&compiled, selected),
-        None => BTreeMap::new(),
+    let mut failed_sources: BTreeMap<SourceKey, String> = BTreeMap::new();
+    let (checked_after, checked_sources) = match &auditor {
+        Some(_) => (check_order(&compiled, selected), checked_sources(&compiled, selected)),
+        None => (BTreeMap::new(), BTreeMap::new()),
     };
     let mut started: BTreeMap<String, f64> = BTreeMap::new();
-    let mut s = Schedule::new(&compiled, selected, checked_after);
+    let mut s = Schedule::new(&compiled, selected, checked_after, checked_sources);
     let mut tasks = JoinSet::new();
     let threads = threads.max(1);
 
     loop {
         while tasks.len() < threads {
-            let Some(name) = s.ready.pop_first() else { break };
-            s.waiting.remove(&name);
+            let Some(task) = s.pop_ready() else { break };
+            let name = match (task, &auditor) {
+                (Task::Source(key), Some(a)) => {
+                    let (c, a) = (compiled.clone(), a.clone());
+                    tasks.spawn(async move {
+                        let failed = check_source(&c, &key, &a).await;
+                        Done::Source(key, failed)
+                    });
+                    continue;
+                }
+                (Task::Source(_), None) => continue,
+                (Task::Node(name), _) => name,
+            };
             let node = &compiled.nodes[&name];
             if let Some(m) = compiled.dag.ancestors(&name).iter().find(|a| missing.contains(*a)) {
                 let r = result(node, Status::Error, None, 0.0, Some(format!("upstream `{m}` has never been built on this target; select it too, e.g. --select +{name}")));
@@ -109,14 +119,23 @@ pub async fn run(
                 async move {
                     let start = Instant::now();
                     let outcome = execute(&c, &name, auditor).await;
-                    (name, outcome, start.elapsed().as_secs_f64())
+                    Done::Node(name, outcome, start.elapsed().as_secs_f64())
                 }
                 .instrument(span),
             );
         }
         let Some(joined) = tasks.join_next().await else { break };
         let (name, outcome, secs) = match joined {
-            Ok(v) => v,
+            Ok(Done::Node(name, outcome, secs)) => (name, outcome, secs),
+            Ok(Done::Source(key, failed)) => {
+                if let Some(why) = failed {
+                    failed_sources.insert(key.clone(), why);
+                }
+                for reader in s.source_done(&key) {
+                    s.count_down(&reader);
+                }
+                continue;
+            }
             Err(e) => {
                 tracing::error!("a model task panicked: {e}");
                 continue;
@@ -140,32 +159,95 @@ pub async fn run(
         }
         s.finish(name, r);
     }
+    // Only a task that panicked leaves nodes waiting: say so, never drop them.
+    for name in std::mem::take(&mut s.waiting).into_keys() {
+        let r = result(&compiled.nodes[&name], Status::Error, None, 0.0, Some("not run: an upstream task stopped on an internal error (see the log)".into()));
+        progress.finished(&r);
+        s.results.insert(name, r);
+    }
     // Report in DAG order.
     compiled.dag.topo_order().filter_map(|n| s.results.remove(n)).collect()
+}
+
+/// A source, by (source name, table name).
+type SourceKey = (String, String);
+
+/// Something the scheduler starts: checking a source, or running a node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Task {
+    Source(SourceKey),
+    Node(String),
+}
+
+/// What a finished task reports.
+enum Done {
+    /// A source's checks: why it failed, if it did.
+    Source(SourceKey, Option<String>),
+    Node(String, Result<Executed, String>, f64),
 }
 
 /// What the scheduler knows between task completions.
 struct Schedule {
     /// Selected nodes not started yet -> how many of their inputs are not done.
     waiting: BTreeMap<String, usize>,
-    /// Nodes whose inputs are all done.
-    ready: BTreeSet<String>,
+    /// Tasks whose inputs are all done, the one heading the longest chain of
+    /// tasks first: a task on the critical path started late delays the run.
+    ready: BTreeSet<(Reverse<usize>, Task)>,
+    /// Each task's longest chain: itself and the selected nodes after it.
+    chain: BTreeMap<Task, usize>,
     results: BTreeMap<String, NodeResult>,
     /// node -> the nodes whose checks read it (see [`check_order`]).
     checked_after: BTreeMap<String, BTreeSet<String>>,
+    /// Checked source -> the selected nodes that wait for its checks.
+    checked_sources: BTreeMap<SourceKey, BTreeSet<String>>,
 }
 
 impl Schedule {
-    fn new(compiled: &Compiled, selected: &BTreeSet<String>, checked_after: BTreeMap<String, BTreeSet<String>>) -> Self {
+    fn new(compiled: &Compiled, selected: &BTreeSet<String>, checked_after: BTreeMap<String, BTreeSet<String>>, checked_sources: BTreeMap<SourceKey, BTreeSet<String>>) -> Self {
         let waiting: BTreeMap<String, usize> = selected
             .iter()
             .map(|n| {
                 let parents = compiled.dag.parents(n).iter().filter(|p| selected.contains(**p)).count();
-                (n.clone(), parents + checked_after.values().filter(|waiters| waiters.contains(n)).count())
+                let sources = checked_sources.values().filter(|readers| readers.contains(n)).count();
+                (n.clone(), parents + sources + checked_after.values().filter(|waiters| waiters.contains(n)).count())
             })
             .collect();
-        let ready = waiting.iter().filter(|(_, c)| **c == 0).map(|(n, _)| n.clone()).collect();
-        Schedule { waiting, ready, results: BTreeMap::new(), checked_after }
+        let mut longest: BTreeMap<&str, usize> = BTreeMap::new();
+        let order: Vec<&str> = compiled.dag.topo_order().collect();
+        for &n in order.iter().rev().filter(|n| selected.contains(**n)) {
+            let after = compiled.dag.children(n).iter().filter_map(|c| longest.get(c).copied()).max().unwrap_or(0);
+            longest.insert(n, 1 + after);
+        }
+        let mut chain: BTreeMap<Task, usize> = longest.iter().map(|(n, l)| (Task::Node(n.to_string()), *l)).collect();
+        for (k, readers) in &checked_sources {
+            let after = readers.iter().filter_map(|r| longest.get(r.as_str()).copied()).max().unwrap_or(0);
+            chain.insert(Task::Source(k.clone()), 1 + after);
+        }
+        let mut s = Schedule { waiting, ready: BTreeSet::new(), chain, results: BTreeMap::new(), checked_after, checked_sources };
+        let ready: Vec<Task> =
+            s.checked_sources.keys().map(|k| Task::Source(k.clone())).chain(s.waiting.iter().filter(|(_, c)| **c == 0).map(|(n, _)| Task::Node(n.clone()))).collect();
+        for t in ready {
+            s.push_ready(t);
+        }
+        s
+    }
+
+    fn push_ready(&mut self, task: Task) {
+        let w = self.chain.get(&task).copied().unwrap_or(0);
+        self.ready.insert((Reverse(w), task));
+    }
+
+    fn pop_ready(&mut self) -> Option<Task> {
+        let (_, task) = self.ready.pop_first()?;
+        if let Task::Node(name) = &task {
+            self.waiting.remove(name);
+        }
+        Some(task)
+    }
+
+    /// A source's checks are done: the nodes waiting for them.
+    fn source_done(&mut self, key: &SourceKey) -> BTreeSet<String> {
+        self.checked_sources.remove(key).unwrap_or_default()
     }
 
     /// One input of `name` is done.
@@ -173,7 +255,7 @@ impl Schedule {
         if let Some(c) = self.waiting.get_mut(name) {
             *c -= 1;
             if *c == 0 {
-                self.ready.insert(name.to_string());
+                self.push_ready(Task::Node(name.to_string()));
             }
         }
     }
@@ -191,7 +273,7 @@ impl Schedule {
         for d in compiled.dag.descendants(failed) {
             if selected.contains(&d) && !self.results.contains_key(&d) {
                 self.waiting.remove(&d);
-                self.ready.remove(&d);
+                self.ready.retain(|(_, t)| *t != Task::Node(d.clone()));
                 let r = result(&compiled.nodes[&d], Status::Skipped, None, 0.0, Some(format!("skipped: {why}")));
                 progress.finished(&r);
                 self.finish(d, r);
@@ -282,19 +364,26 @@ fn reaches(compiled: &Compiled, order: &BTreeMap<String, BTreeSet<String>>, from
     false
 }
 
-/// Check every source the selection reads; returns the failed ones, with why.
-async fn check_sources(compiled: &Compiled, selected: &BTreeSet<String>, auditor: &Auditor) -> BTreeMap<(String, String), String> {
-    let used: BTreeSet<&(String, String)> = selected.iter().flat_map(|n| &compiled.nodes[n].sources).collect();
-    let mut failed = BTreeMap::new();
-    for key in used {
-        let Some(decl) = compiled.project.sources.get(key) else { continue };
-        let name = format!("{}.{}", key.0, key.1);
-        let outcomes = auditor.check(&compiled.engine, &name, &relation_sql(&name), &decl.tests, None).await;
-        if let Some(why) = blocking_summary(&outcomes) {
-            failed.insert(key.clone(), why);
+/// Every source the selection reads that declares checks -> the selected
+/// nodes reading it, which wait for its checks.
+fn checked_sources(compiled: &Compiled, selected: &BTreeSet<String>) -> BTreeMap<SourceKey, BTreeSet<String>> {
+    let mut readers: BTreeMap<SourceKey, BTreeSet<String>> = BTreeMap::new();
+    for name in selected {
+        for key in &compiled.nodes[name].sources {
+            if compiled.project.sources.get(key).is_some_and(|d| !d.tests.is_empty()) {
+                readers.entry(key.clone()).or_default().insert(name.clone());
+            }
         }
     }
-    failed
+    readers
+}
+
+/// Check one source; why it failed, if it did.
+async fn check_source(compiled: &Compiled, key: &SourceKey, auditor: &Auditor) -> Option<String> {
+    let decl = compiled.project.sources.get(key)?;
+    let name = format!("{}.{}", key.0, key.1);
+    let outcomes = auditor.check(&compiled.engine, &name, &relation_sql(&name), &decl.tests, None).await;
+    blocking_summary(&outcomes)
 }
 
 /// What a node's run leaves to report: what it wrote, and a note (warnings).
@@ -313,9 +402,15 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
             .map_err(|e| sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled_path).headline())?,
     };
     if !node.materialized.is_stored() {
-        engine.register_view(&node.name, plan, &node.sql).map_err(|e| e.to_string())?;
-        let Some(auditor) = auditor else { return Ok((None, None)) };
         let decls = compiled.project.tests_of(name);
+        let Some(auditor) = auditor.filter(|_| !decls.is_empty()) else {
+            engine.register_view(&node.name, plan, &node.sql).map_err(|e| e.to_string())?;
+            return Ok((None, None));
+        };
+        // Checked once, read by the rest of the run: see `stage_view`.
+        stage_view(engine, &node.name, plan, &auditor.scratch.join(&node.name))
+            .await
+            .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
         let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, name, named);
         let outcomes = auditor.check(engine, name, &quote_ident(name), decls, Some(&upstream)).await;
         return match blocking_summary(&outcomes) {

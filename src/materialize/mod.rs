@@ -8,8 +8,10 @@
 //! written files are checked first and published only if they pass.
 
 mod gate;
+mod scratch;
 
 pub use gate::Audit;
+pub use scratch::stage_view;
 
 use std::sync::Arc;
 

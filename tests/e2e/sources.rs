@@ -125,3 +125,48 @@ fn sources_are_typed_from_declarations_or_footers() {
     run.assert_code(2);
     assert!(run.stderr.contains("error: models/sources.yml:6: source `crm.accounts`"), "{}", run.stderr);
 }
+
+/// In `build`, a source's checks gate the nodes reading it (and only them),
+/// and a checked view is computed once into the run's scratch folder, which
+/// is gone when the run ends.
+#[test]
+fn a_failed_source_skips_its_readers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tally_project.yml"), PROJECT).unwrap();
+    std::fs::create_dir_all(d.join("models")).unwrap();
+    // opportunities: o3 has no account: completeness 2/3 < 1, an error.
+    let sources = SOURCES
+        .replace("      - name: accounts\n", "      - name: accounts\n        data_tests:\n          - duplicates: {columns: [account_id]}\n")
+        .replace("      - name: opportunities\n", "      - name: opportunities\n        data_tests:\n          - completeness: {columns: [account_id], min_ratio: 1}\n");
+    std::fs::write(d.join("models/sources.yml"), sources).unwrap();
+    std::fs::write(
+        d.join("models/models.yml"),
+        "models:\n  - name: stg_accounts\n    data_tests:\n      - row_count: {min: 3}\n      - duplicates: {columns: [account_id]}\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("models/stg_accounts.sql"), "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'accounts') }}\n").unwrap();
+    std::fs::write(d.join("models/account_count.sql"), "select count(*) as n, min(account_id) as first from {{ ref('stg_accounts') }}\n").unwrap();
+    std::fs::write(d.join("models/account_pipeline.sql"), MODEL).unwrap();
+    raw_data(&d.join("raw"));
+
+    let run = tally(d, &["build"]);
+    run.assert_code(1);
+    let r = run_results(d);
+    let pipeline = result_of(&r, "account_pipeline");
+    assert_eq!(pipeline["status"], "skipped", "{pipeline}");
+    assert_eq!(
+        pipeline["message"],
+        "skipped: source `crm.opportunities` failed its checks: 1 assertion(s) failed: completeness_crm_opportunities_account_id (1 of 3 rows)"
+    );
+    assert!(!d.join("warehouse/account_pipeline").exists());
+    // The view over the source that passed was checked, and its reader built from it.
+    assert_eq!(result_of(&r, "stg_accounts")["status"], "success");
+    assert_eq!(rows(&read_delta(&d.join("warehouse/account_count"))), ["n=3, first=a1"]);
+    let checks: Vec<(&str, &str)> = r["assertions"].as_array().unwrap().iter().map(|a| (a["name"].as_str().unwrap(), a["status"].as_str().unwrap())).collect();
+    assert!(checks.contains(&("row_count_stg_accounts", "pass")), "{checks:?}");
+    assert!(checks.contains(&("duplicates_stg_accounts_account_id", "pass")), "{checks:?}");
+    // The staged rows of the view do not outlive the run.
+    let scratch = d.join("target/scratch");
+    assert!(!scratch.exists() || std::fs::read_dir(&scratch).unwrap().next().is_none(), "scratch left behind");
+}
