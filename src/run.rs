@@ -3,10 +3,11 @@
 //! A failed node's descendants are skipped, with the reason.
 //!
 //! With an [`Auditor`] (`tally build`), each source's checks are a task of
-//! their own that the nodes reading it wait for, and each node's checks gate it: a stored node is written, audited on exactly the
-//! written files and published only if no error-level check fails. A checked
-//! view's rows are computed once, checked, and read by the rest of the run
-//! (see [`stage_view`]). Nodes reading a failed source are skipped.
+//! their own that the nodes reading it wait for; nodes reading a failed
+//! source are skipped. Each node's checks gate it: a stored node is written,
+//! audited on exactly the written files and published only if no error-level
+//! check fails. A checked view's rows are computed once, checked, and read by
+//! the rest of the run (see [`stage_view`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
