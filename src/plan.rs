@@ -78,8 +78,7 @@ impl Engine {
                 .collect();
             Arc::new(Schema::new(fields))
         };
-        let config = ListingTableConfig::new(table_url).with_listing_options(options).with_schema(schema.clone());
-        let provider = ListingTable::try_new(config)?;
+        let provider = parquet_table(table_url, schema.clone())?;
         self.ensure_schema(source)?;
         self.ctx.register_table(TableReference::partial(source, table), Arc::new(provider))?;
         Ok(schema)
@@ -180,6 +179,12 @@ impl Engine {
         self.ctx.register_table(reference, provider)?;
         Ok(())
     }
+}
+
+/// The `.parquet` files under `url` (folder, file or glob), read as `schema`.
+pub fn parquet_table(url: ListingTableUrl, schema: SchemaRef) -> Result<ListingTable, DataFusionError> {
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    ListingTable::try_new(ListingTableConfig::new(url).with_listing_options(options).with_schema(schema))
 }
 
 /// Source timestamps are UTC instants whether the file marks them adjusted or not.

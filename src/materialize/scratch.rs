@@ -12,12 +12,11 @@ use std::sync::Arc;
 
 use datafusion::common::config::TableParquetOptions;
 use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 
-use crate::plan::Engine;
+use crate::plan::{parquet_table, Engine};
 
 /// Rows per scratch row group.
 const SCRATCH_ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -35,10 +34,7 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, dir: &Pa
     options.global.max_row_group_size = SCRATCH_ROW_GROUP_ROWS;
     let folder = format!("{}/", dir.display());
     DataFrame::new(engine.ctx.state(), plan).write_parquet(&folder, DataFrameWriteOptions::new(), Some(options)).await?;
-    let url = ListingTableUrl::parse(&folder)?;
-    let listing = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let config = ListingTableConfig::new(url).with_listing_options(listing).with_schema(schema);
-    engine.register(name, Arc::new(ListingTable::try_new(config)?))
+    engine.register(name, Arc::new(parquet_table(ListingTableUrl::parse(&folder)?, schema)?))
 }
 
 #[cfg(test)]

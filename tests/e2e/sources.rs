@@ -85,15 +85,22 @@ left join {{ source('crm', 'opportunities') }} o on o.account_id = a.account_id
 group by a.account_id, a.created_at
 ";
 
-#[test]
-fn sources_are_typed_from_declarations_or_footers() {
+/// A project of `account_pipeline` over `sources`, with the raw data.
+fn project(sources: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("tally_project.yml"), PROJECT).unwrap();
     std::fs::create_dir_all(d.join("models")).unwrap();
-    std::fs::write(d.join("models/sources.yml"), SOURCES).unwrap();
+    std::fs::write(d.join("models/sources.yml"), sources).unwrap();
     std::fs::write(d.join("models/account_pipeline.sql"), MODEL).unwrap();
     raw_data(&d.join("raw"));
+    dir
+}
+
+#[test]
+fn sources_are_typed_from_declarations_or_footers() {
+    let dir = project(SOURCES);
+    let d = dir.path();
 
     tally(d, &["compile"]).assert_code(0);
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("target/manifest.json")).unwrap()).unwrap();
@@ -131,15 +138,12 @@ fn sources_are_typed_from_declarations_or_footers() {
 /// is gone when the run ends.
 #[test]
 fn a_failed_source_skips_its_readers_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("tally_project.yml"), PROJECT).unwrap();
-    std::fs::create_dir_all(d.join("models")).unwrap();
     // opportunities: o3 has no account: completeness 2/3 < 1, an error.
     let sources = SOURCES
         .replace("      - name: accounts\n", "      - name: accounts\n        data_tests:\n          - duplicates: {columns: [account_id]}\n")
         .replace("      - name: opportunities\n", "      - name: opportunities\n        data_tests:\n          - completeness: {columns: [account_id], min_ratio: 1}\n");
-    std::fs::write(d.join("models/sources.yml"), sources).unwrap();
+    let dir = project(&sources);
+    let d = dir.path();
     std::fs::write(
         d.join("models/models.yml"),
         "models:\n  - name: stg_accounts\n    data_tests:\n      - row_count: {min: 3}\n      - duplicates: {columns: [account_id]}\n",
@@ -147,8 +151,6 @@ fn a_failed_source_skips_its_readers_only() {
     .unwrap();
     std::fs::write(d.join("models/stg_accounts.sql"), "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'accounts') }}\n").unwrap();
     std::fs::write(d.join("models/account_count.sql"), "select count(*) as n, min(account_id) as first from {{ ref('stg_accounts') }}\n").unwrap();
-    std::fs::write(d.join("models/account_pipeline.sql"), MODEL).unwrap();
-    raw_data(&d.join("raw"));
 
     let run = tally(d, &["build"]);
     run.assert_code(1);
