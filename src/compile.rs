@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::execution::SessionState;
 use tracing::info_span;
 
 use crate::dag::Dag;
 use crate::diagnostic::Diagnostic;
 use crate::error::{Error, Result};
-use crate::plan::{parse_type, sql_diagnostic, Engine};
+use crate::plan::{parse_type, plan_sql_in, sql_diagnostic, Engine};
 use crate::profile::{location_url, Target};
 use crate::project::{merge_config, tags_of, Column, ConfigLayer, Materialization, Project};
 use crate::render::{Renderer, TargetInfo};
@@ -242,9 +243,10 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
 async fn plan_level(project: &Project, engine: &Engine, nodes: &[&Node], threads: usize) -> Vec<(String, Result<SchemaRef, Diagnostic>)> {
     let workers = threads.min(nodes.len() / 8).max(1);
     if workers == 1 {
+        let state = engine.ctx.state();
         let mut out = Vec::with_capacity(nodes.len());
         for node in nodes {
-            out.push((node.name.clone(), plan_node(project, engine, node).await));
+            out.push((node.name.clone(), plan_node(project, engine, &state, node).await));
         }
         return out;
     }
@@ -258,7 +260,13 @@ async fn plan_level(project: &Project, engine: &Engine, nodes: &[&Node], threads
             .chunks(chunk)
             .map(|part| {
                 let handle = &handle;
-                (part, scope.spawn(move || part.iter().map(|node| (node.name.clone(), handle.block_on(plan_node(project, engine, node)))).collect::<Vec<_>>()))
+                (
+                    part,
+                    scope.spawn(move || {
+                        let state = engine.ctx.state();
+                        part.iter().map(|node| (node.name.clone(), handle.block_on(plan_node(project, engine, &state, node)))).collect::<Vec<_>>()
+                    }),
+                )
             })
             .collect();
         let crashed = |node: &&Node| (node.name.clone(), Err(Diagnostic::error("internal error: planning this model crashed; please report it").in_file(&node.path)));
@@ -267,10 +275,10 @@ async fn plan_level(project: &Project, engine: &Engine, nodes: &[&Node], threads
 }
 
 /// Type-check a node against its parents' schemas and register its own.
-async fn plan_node(project: &Project, engine: &Engine, node: &Node) -> Result<SchemaRef, Diagnostic> {
+async fn plan_node(project: &Project, engine: &Engine, state: &SessionState, node: &Node) -> Result<SchemaRef, Diagnostic> {
     let plan = match node.materialized {
         Materialization::Seed => seed_plan(project, engine, node).await?,
-        _ => engine.plan_sql(&node.sql).await.map_err(|e| {
+        _ => plan_sql_in(state, &node.sql).await.map_err(|e| {
             let compiled = project.target_path.join("compiled").join(&node.path);
             sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled.display().to_string())
         })?,
