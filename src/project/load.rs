@@ -10,6 +10,7 @@ use super::files::{
     ColumnDecl, ModelDecl, ProjectFile, PropertiesFile, SourceDecl, DBT_PROJECT_KEYS_IGNORED,
     DBT_PROPERTIES_KEYS_IGNORED,
 };
+use super::lines::PropertiesText;
 use super::{yaml, Column, MacroFile, Model, Project, Seed, SingularTest, SourceTable, TestDecl};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::error::{Error, Result};
@@ -44,7 +45,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
                 Some("yml" | "yaml") => {
                     let text = read(&dir, &path)?;
                     match yaml::parse::<PropertiesFile>(&path, &text, DBT_PROPERTIES_KEYS_IGNORED, &mut warnings) {
-                        Ok(parsed) => props.add(&path, &text, parsed),
+                        Ok(parsed) => props.add(&path, text, parsed),
                         Err(d) => errors.push(d),
                     }
                 }
@@ -182,7 +183,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
 #[derive(Default)]
 struct Properties {
     /// File texts, to locate each test's line.
-    texts: BTreeMap<PathBuf, String>,
+    texts: BTreeMap<PathBuf, PropertiesText>,
     models: BTreeMap<String, (PathBuf, ModelDecl)>,
     seeds: BTreeMap<String, (PathBuf, ModelDecl)>,
     model_lines: BTreeMap<String, (PathBuf, usize)>,
@@ -191,10 +192,10 @@ struct Properties {
 }
 
 impl Properties {
-    fn add(&mut self, file: &Path, text: &str, parsed: PropertiesFile) {
-        self.texts.insert(file.to_path_buf(), text.to_string());
+    fn add(&mut self, file: &Path, text: String, parsed: PropertiesFile) {
+        let text = PropertiesText::new(text);
         for m in parsed.models {
-            let line = line_of_name(text, "models", &m.name);
+            let line = text.line_in_section("models", &m.name);
             if let Some((prev, _)) = self.models.get(&m.name) {
                 self.errors.push(
                     Diagnostic::error(format!("model `{}` is described twice (also in {})", m.name, prev.display()))
@@ -210,11 +211,12 @@ impl Properties {
             self.seeds.insert(s.name.clone(), (file.to_path_buf(), s));
         }
         for source in parsed.sources {
-            self.add_source(file, text, source);
+            self.add_source(file, &text, source);
         }
+        self.texts.insert(file.to_path_buf(), text);
     }
 
-    fn add_source(&mut self, file: &Path, text: &str, source: SourceDecl) {
+    fn add_source(&mut self, file: &Path, text: &PropertiesText, source: SourceDecl) {
         let source_location = source.location.clone().or_else(|| meta_location(&source.meta));
         for t in source.tables {
             let identifier = t.identifier.clone().unwrap_or_else(|| t.name.clone());
@@ -227,7 +229,7 @@ impl Properties {
             }
             .map(|l| l.replace("{name}", &t.name).replace("{identifier}", &identifier));
             let key = (source.name.clone(), t.name.clone());
-            let line = line_of_name(text, "tables", &t.name);
+            let line = text.line_in_section("tables", &t.name);
             if self.sources.contains_key(&key) {
                 self.errors.push(
                     Diagnostic::error(format!("source table `{}.{}` is declared twice", key.0, key.1))
@@ -283,24 +285,18 @@ fn columns(decls: &[ColumnDecl]) -> Vec<Column> {
 
 /// Every `tests:`/`data_tests:` entry of a model, seed or source table, with
 /// the line it is on (found from the entry's test name, after the node's line).
-fn tests_of(file: &Path, text: &str, node: &str, cols: &[ColumnDecl], tests: &[serde_yaml_ng::Value], data_tests: &[serde_yaml_ng::Value]) -> Vec<TestDecl> {
-    let lines: Vec<&str> = text.lines().collect();
-    let node_line = lines.iter().position(|l| {
-        let t = l.trim_start().trim_start_matches("- ").trim_start();
-        t.strip_prefix("name:").is_some_and(|v| v.trim().trim_matches(['"', '\'']) == node)
-    });
+fn tests_of(file: &Path, text: &PropertiesText, node: &str, cols: &[ColumnDecl], tests: &[serde_yaml_ng::Value], data_tests: &[serde_yaml_ng::Value]) -> Vec<TestDecl> {
     let mut out = Vec::new();
+    let node_line = text.name_line(node, 0);
     let mut from = node_line.unwrap_or(0);
+    let end = node_line.map_or(usize::MAX, |l| text.block_end(l));
     let mut push = |column: Option<String>, spec: &serde_yaml_ng::Value| {
         let name = match spec {
-            serde_yaml_ng::Value::String(s) => s.clone(),
-            serde_yaml_ng::Value::Mapping(m) => m.keys().next().and_then(|k| k.as_str()).unwrap_or_default().to_string(),
-            _ => String::new(),
+            serde_yaml_ng::Value::String(s) => s.as_str(),
+            serde_yaml_ng::Value::Mapping(m) => m.keys().next().and_then(|k| k.as_str()).unwrap_or_default(),
+            _ => "",
         };
-        let is_entry = |l: &str| {
-            l.trim_start().strip_prefix("- ").and_then(|r| r.trim_start().strip_prefix(name.as_str())).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', ' ']))
-        };
-        let line = lines.iter().enumerate().skip(from).find(|(_, l)| is_entry(l)).map_or(from + 1, |(i, _)| i + 1);
+        let line = text.test_line(name, from, end).map_or(from + 1, |i| i + 1);
         from = line;
         out.push(TestDecl { column, spec: spec.clone(), file: file.to_path_buf(), line });
     };
@@ -315,26 +311,17 @@ fn tests_of(file: &Path, text: &str, node: &str, cols: &[ColumnDecl], tests: &[s
     out
 }
 
-/// Line of `- name: <name>` below the first `<section>:` line.
-fn line_of_name(text: &str, section: &str, name: &str) -> usize {
-    let start = text.lines().position(|l| l.trim_start().starts_with(&format!("{section}:"))).unwrap_or(0);
-    text.lines()
-        .enumerate()
-        .skip(start)
-        .find(|(_, l)| {
-            let t = l.trim_start().trim_start_matches("- ").trim_start();
-            t.strip_prefix("name:").is_some_and(|v| v.trim().trim_matches(['"', '\'']) == name)
-        })
-        .map_or(0, |(i, _)| i + 1)
-}
-
 fn read(dir: &Path, rel: &Path) -> Result<String> {
     std::fs::read_to_string(dir.join(rel)).map_err(|e| Error::io("cannot read", rel, e))
 }
 
 fn checksum(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(text.as_bytes()) {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 fn stem(path: &Path) -> String {

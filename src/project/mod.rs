@@ -5,6 +5,7 @@
 
 mod config;
 mod files;
+mod lines;
 mod load;
 pub mod yaml;
 
