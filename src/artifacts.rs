@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::compile::{Compiled, NodeKind};
@@ -127,12 +128,19 @@ pub fn write_compiled(c: &Compiled) -> Result<()> {
         nodes,
         sources,
     };
-    write_json(&target.join("manifest.json"), &manifest)?;
-    for (relation, name, sql) in crate::audit::one_queries(c) {
-        let file = |s: &str| s.replace(['/', '\\'], "_");
-        write(&target.join("compiled").join("assertions").join(file(&relation)).join(format!("{}.sql", file(&name))), format!("{sql}\n").as_bytes())?;
-    }
-    Ok(())
+    // One file per check, as dbt writes them (30,000 in a 10,000-model
+    // project): written on all cores, beside the manifest.
+    let queries = crate::audit::one_queries(c);
+    let file = |s: &str| s.replace(['/', '\\'], "_");
+    let (manifest, checks) = rayon::join(
+        || write_json(&target.join("manifest.json"), &manifest),
+        || {
+            queries.par_iter().try_for_each(|(relation, name, sql)| {
+                write(&target.join("compiled").join("assertions").join(file(relation)).join(format!("{}.sql", file(name))), format!("{sql}\n").as_bytes())
+            })
+        },
+    );
+    manifest.and(checks)
 }
 
 #[derive(Serialize)]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::execution::SessionState;
+use rayon::prelude::*;
 use tracing::info_span;
 
 use crate::dag::Dag;
@@ -99,36 +100,14 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     };
     let renderer = Renderer::new(&project, &info, &run_started_at).map_err(Error::Project)?;
 
+    // Models render independently: on all cores, collected in name order.
+    let rendered: Vec<Result<Node, Diagnostic>> = project.models.par_iter().map(|(_, model)| model_node(&renderer, model)).collect();
     let mut errors = Vec::new();
     let mut nodes = BTreeMap::new();
-    for model in project.models.values() {
-        match renderer.render(&model.path, &model.sql, &model.name) {
-            Ok(r) => {
-                let config = merge_config([model.config.clone(), r.config]);
-                match materialization(&config, &model.path, &model.sql) {
-                    Ok(materialized) => {
-                        nodes.insert(
-                            model.name.clone(),
-                            Node {
-                                name: model.name.clone(),
-                                kind: NodeKind::Model,
-                                path: model.path.clone(),
-                                materialized,
-                                tags: config.get("tags").map(tags_of).unwrap_or_default(),
-                                config,
-                                source_text: model.sql.clone(),
-                                sql: r.sql,
-                                refs: r.refs,
-                                sources: r.sources,
-                                checksum: model.checksum.clone(),
-                                description: model.description.clone(),
-                                columns: model.columns.clone(),
-                                schema: None,
-                            },
-                        );
-                    }
-                    Err(d) => errors.push(d),
-                }
+    for node in rendered {
+        match node {
+            Ok(node) => {
+                nodes.insert(node.name.clone(), node);
             }
             Err(d) => errors.push(d),
         }
@@ -175,9 +154,7 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
         return Err(Error::Project(errors));
     }
 
-    for node in nodes.values().filter(|n| n.kind == NodeKind::Model) {
-        crate::artifacts::write_compiled_sql(&project, &node.path, &node.sql)?;
-    }
+    nodes.par_iter().filter(|(_, n)| n.kind == NodeKind::Model).try_for_each(|(_, node)| crate::artifacts::write_compiled_sql(&project, &node.path, &node.sql))?;
 
     let deps: BTreeMap<String, Vec<String>> = nodes.iter().map(|(n, node)| (n.clone(), node.refs.clone())).collect();
     let dag = Dag::build(&deps).map_err(|cycle| {
@@ -235,6 +212,28 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
         return Err(Error::Project(errors));
     }
     Ok(Compiled { project, target, nodes, dag, engine, sources, run_started_at, threads, singular_tests })
+}
+
+/// Render one model into a node (its SQL, refs and final config).
+fn model_node(renderer: &Renderer, model: &crate::project::Model) -> Result<Node, Diagnostic> {
+    let r = renderer.render(&model.path, &model.sql, &model.name)?;
+    let config = merge_config([model.config.clone(), r.config]);
+    Ok(Node {
+        name: model.name.clone(),
+        kind: NodeKind::Model,
+        path: model.path.clone(),
+        materialized: materialization(&config, &model.path, &model.sql)?,
+        tags: config.get("tags").map(tags_of).unwrap_or_default(),
+        config,
+        source_text: model.sql.clone(),
+        sql: r.sql,
+        refs: r.refs,
+        sources: r.sources,
+        checksum: model.checksum.clone(),
+        description: model.description.clone(),
+        columns: model.columns.clone(),
+        schema: None,
+    })
 }
 
 /// Plan one DAG level's nodes (none depends on another), on up to `threads`

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::config::{folder_layers, merge, yaml_layer};
@@ -38,26 +39,39 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
     let mut errors = Vec::new();
     let mut props = Properties::default();
     let mut model_files = Vec::new();
+    let mut yaml_files = Vec::new();
     for root in &pf.model_paths {
         for path in walk(&dir, Path::new(root))? {
             match path.extension().and_then(|e| e.to_str()) {
                 Some("sql") => model_files.push((root.clone(), path)),
-                Some("yml" | "yaml") => {
-                    let text = read(&dir, &path)?;
-                    match yaml::parse::<PropertiesFile>(&path, &text, DBT_PROPERTIES_KEYS_IGNORED, &mut warnings) {
-                        Ok(parsed) => props.add(&path, text, parsed),
-                        Err(d) => errors.push(d),
-                    }
-                }
+                Some("yml" | "yaml") => yaml_files.push(path),
                 _ => {}
             }
         }
     }
+    // Files are read and parsed on all cores (a large project has thousands),
+    // then merged in path order, so diagnostics do not depend on timing.
+    let parsed = yaml_files
+        .into_par_iter()
+        .map(|path| {
+            let text = read(&dir, &path)?;
+            let mut file_warnings = Vec::new();
+            let parsed = yaml::parse::<PropertiesFile>(&path, &text, DBT_PROPERTIES_KEYS_IGNORED, &mut file_warnings);
+            Ok((path, PropertiesText::new(text), parsed, file_warnings))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (path, text, parsed, file_warnings) in parsed {
+        warnings.extend(file_warnings);
+        match parsed {
+            Ok(parsed) => props.add(&path, text, parsed),
+            Err(d) => errors.push(d),
+        }
+    }
+    let texts = model_files.par_iter().map(|(_, path)| read(&dir, path).map(|sql| (checksum(&sql), sql))).collect::<Result<Vec<_>>>()?;
 
     let mut models = BTreeMap::new();
-    for (root, path) in model_files {
+    for ((root, path), (checksum, sql)) in model_files.into_iter().zip(texts) {
         let name = stem(&path);
-        let sql = read(&dir, &path)?;
         let decl = props.models.remove(&name);
         let segments = folders_below(root.as_ref(), &path);
         let mut layers = folder_layers(pf.models.as_ref(), &pf.name, &segments);
@@ -70,7 +84,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
         }
         let model = Model {
             tests: decl.as_ref().map(|(f, d)| tests_of(f, &props.texts[f], &d.name, &d.columns, &d.tests, &d.data_tests)).unwrap_or_default(),
-            checksum: checksum(&sql),
+            checksum,
             description: decl.as_ref().and_then(|(_, d)| d.description.clone()),
             columns: decl.as_ref().map(|(_, d)| columns(&d.columns)).unwrap_or_default(),
             properties_file: decl.map(|(f, _)| f),
@@ -192,8 +206,7 @@ struct Properties {
 }
 
 impl Properties {
-    fn add(&mut self, file: &Path, text: String, parsed: PropertiesFile) {
-        let text = PropertiesText::new(text);
+    fn add(&mut self, file: &Path, text: PropertiesText, parsed: PropertiesFile) {
         for m in parsed.models {
             let line = text.line_in_section("models", &m.name);
             if let Some((prev, _)) = self.models.get(&m.name) {
