@@ -8,6 +8,20 @@ use clap::Parser;
 use tally::cli::{Cli, LogFormat};
 use tally::error::Error;
 
+// jemalloc, not the system allocator: at scale 10 the build's peak RSS was
+// ~18% lower than glibc's (many threads allocating Arrow buffers fragment
+// glibc's arenas), and compile spent ~30% of its instructions in glibc malloc.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read before `main`: one arena per CPU rather than its
+/// default four, which held ~7% more peak memory at scale 10 for no speed.
+/// `_RJEM_MALLOC_CONF` in the environment still overrides it.
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &[u8; 20] = b"percpu_arena:percpu\0";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli);
