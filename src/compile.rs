@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::execution::SessionState;
@@ -251,26 +252,36 @@ async fn plan_level(project: &Project, engine: &Engine, nodes: &[&Node], threads
     }
     // Compile runs alone on the runtime: blocking this worker while scoped
     // threads plan is harmless, and they re-enter the runtime through its
-    // handle (seeds read CSV headers through object_store).
+    // handle (seeds read CSV headers through object_store). Each worker takes
+    // the next unplanned node, so a slow model or a busy core does not leave
+    // the other workers idle at the end of the level.
     let handle = tokio::runtime::Handle::current();
-    let chunk = nodes.len().div_ceil(workers);
+    let next = AtomicUsize::new(0);
+    let mut planned: Vec<Option<Result<SchemaRef, Diagnostic>>> = nodes.iter().map(|_| None).collect();
     std::thread::scope(|scope| {
-        let tasks: Vec<_> = nodes
-            .chunks(chunk)
-            .map(|part| {
-                let handle = &handle;
-                (
-                    part,
-                    scope.spawn(move || {
-                        let state = engine.ctx.state();
-                        part.iter().map(|node| (node.name.clone(), handle.block_on(plan_node(project, engine, &state, node)))).collect::<Vec<_>>()
-                    }),
-                )
+        let tasks: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let state = engine.ctx.state();
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(node) = nodes.get(i) else { break };
+                        out.push((i, handle.block_on(plan_node(project, engine, &state, node))));
+                    }
+                    out
+                })
             })
             .collect();
-        let crashed = |node: &&Node| (node.name.clone(), Err(Diagnostic::error("internal error: planning this model crashed; please report it").in_file(&node.path)));
-        tasks.into_iter().flat_map(|(part, t)| t.join().unwrap_or_else(|_| part.iter().map(crashed).collect())).collect()
-    })
+        for task in tasks {
+            // A worker that panicked loses its results; its nodes are reported below.
+            for (i, result) in task.join().unwrap_or_default() {
+                planned[i] = Some(result);
+            }
+        }
+    });
+    let crashed = |node: &Node| Err(Diagnostic::error("internal error: planning this model crashed; please report it").in_file(&node.path));
+    nodes.iter().zip(planned).map(|(node, result)| (node.name.clone(), result.unwrap_or_else(|| crashed(node)))).collect()
 }
 
 /// Type-check a node against its parents' schemas and register its own.
