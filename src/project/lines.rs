@@ -12,12 +12,15 @@ pub struct PropertiesText {
     lines: Vec<(usize, usize)>,
     /// Each `name:` entry's value -> the 0-based lines declaring it, ascending.
     names: HashMap<String, Vec<usize>>,
+    /// Each `key:` -> the first 0-based line that starts with it (`models:`, `tables:`).
+    keys: HashMap<String, usize>,
 }
 
 impl PropertiesText {
     pub fn new(text: String) -> Self {
         let mut lines = Vec::new();
         let mut names: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut keys = HashMap::new();
         let mut start = 0;
         for (i, line) in text.split_inclusive('\n').enumerate() {
             let body = line.trim_end_matches(['\n', '\r']);
@@ -26,8 +29,11 @@ impl PropertiesText {
             if let Some(name) = name_entry(body) {
                 names.entry(name.to_string()).or_default().push(i);
             }
+            if let Some((key, _)) = body.trim_start().split_once(':') {
+                keys.entry(key.to_string()).or_insert(i);
+            }
         }
-        PropertiesText { text, lines, names }
+        PropertiesText { text, lines, names, keys }
     }
 
     /// Line `i` (0-based), without its line break.
@@ -42,7 +48,7 @@ impl PropertiesText {
 
     /// 1-based line of `- name: <name>` below the first `<section>:` line; 0 if absent.
     pub fn line_in_section(&self, section: &str, name: &str) -> usize {
-        let start = (0..self.lines.len()).find(|&i| self.line(i).trim_start().strip_prefix(section).is_some_and(|r| r.starts_with(':'))).unwrap_or(0);
+        let start = self.keys.get(section).copied().unwrap_or(0);
         self.name_line(name, start).map_or(0, |i| i + 1)
     }
 
