@@ -14,15 +14,12 @@ use futures::future::BoxFuture;
 use rayon::prelude::*;
 use url::Url;
 
-use crate::assertions::{self, failing, Assertion, Kind, Outcome, Severity, Status, Threshold};
+use crate::assertions::{self, failing, Assertion, Evaluated, Kind, Outcome, Severity, Status, Threshold};
 use crate::compile::{Compiled, SingularTest};
 use crate::materialize::Audit;
 use crate::plan::Engine;
 use crate::project::TestDecl;
 use crate::render::quote_ident;
-
-/// Failing rows stored per failed check unless its `limit` says otherwise.
-pub const DEFAULT_FAILING_ROWS_LIMIT: usize = 1000;
 
 /// Run-wide settings and every outcome of the run.
 pub struct Auditor {
@@ -84,9 +81,10 @@ impl Auditor {
 
     async fn judge(&self, engine: &Engine, mut parsed: Vec<Assertion>) -> Vec<Outcome> {
         dedupe_names(&mut parsed);
-        let mut evaluated = assertions::evaluate(engine, &parsed, self.as_of_us).await;
+        let evaluated = assertions::evaluate(engine, &parsed, self.as_of_us).await;
         let key = key_columns(&parsed);
-        for (a, o) in parsed.iter().zip(evaluated.iter_mut()) {
+        let mut outcomes = Vec::with_capacity(evaluated.len());
+        for (a, Evaluated { outcome: mut o, duplicated_keys }) in parsed.iter().zip(evaluated) {
             if self.warn_error && o.status == Status::Warn {
                 o.status = Status::Fail;
                 o.message.get_or_insert_with(|| "a warning, failed by --warn-error".to_string());
@@ -94,10 +92,11 @@ impl Auditor {
             if o.status != Status::Pass && o.status != Status::Error {
                 let mut shown = key.clone();
                 shown.extend(a.kind.columns().into_iter().filter(|c| !key.contains(c)));
-                failing::collect(engine, a, &shown, o, &self.dir, a.limit.unwrap_or(DEFAULT_FAILING_ROWS_LIMIT)).await;
+                failing::collect(engine, a, &shown, &mut o, &self.dir, duplicated_keys).await;
             }
+            outcomes.push(o);
         }
-        evaluated
+        outcomes
     }
 
     /// Run singular tests (SQL files under `tests/`) on what the warehouse holds.

@@ -2,24 +2,41 @@
 //! be written as `count(*) FILTER (WHERE ...)`, one query each for the rest.
 //! If the fused query fails (say, a bad `expression`), each of its checks is
 //! retried alone so the failure lands on the check that caused it.
+//!
+//! Duplicates are one aggregation of rows per key, which also yields the
+//! duplicated keys: a failed check's rows are then found by those keys
+//! (see [`failing::collect`](super::failing::collect)) instead of by
+//! grouping the whole relation a second time.
 
 use std::collections::BTreeMap;
 
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::compute::{filter_record_batch, kernels::cmp::gt, sum};
 use datafusion::arrow::datatypes::Int64Type;
+use datafusion::error::DataFusionError;
+use futures::StreamExt;
 
 use super::{Assertion, Kind, Outcome, Status};
 use crate::plan::Engine;
 use crate::render::quote_ident;
 
-/// Evaluate `assertions` (in any order); outcomes come back in the same order.
+/// An assertion's outcome, and what it found that its failing rows are read by.
+pub struct Evaluated {
+    pub outcome: Outcome,
+    /// Duplicates: up to [`Assertion::rows_kept`] duplicated keys (the
+    /// checked columns, then each key's row count); empty otherwise.
+    pub duplicated_keys: Vec<RecordBatch>,
+}
+
+/// Evaluate `assertions` (in any order); results come back in the same order.
 /// Freshness is measured against `as_of_us` (microseconds since the epoch, UTC).
-pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) -> Vec<Outcome> {
+pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) -> Vec<Evaluated> {
     let mut by_relation: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in assertions.iter().enumerate() {
         by_relation.entry(a.relation_sql.as_str()).or_default().push(i);
     }
     let mut counts: Vec<Result<(u64, u64), String>> = vec![Err(String::new()); assertions.len()];
+    let mut keys: Vec<Vec<RecordBatch>> = vec![Vec::new(); assertions.len()];
     for (relation, idx) in by_relation {
         let fused: Vec<usize> = idx.iter().copied().filter(|&i| fusable(&assertions[i])).collect();
         match fused_counts(engine, relation, &fused.iter().map(|&i| &assertions[i]).collect::<Vec<_>>()).await {
@@ -35,15 +52,19 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) 
             }
         }
         for &i in idx.iter().filter(|&&i| !fusable(&assertions[i])) {
-            counts[i] = own_query(engine, &assertions[i]).await;
+            counts[i] = own_query(engine, &assertions[i]).await.map(|(c, k)| {
+                keys[i] = k;
+                c
+            });
         }
     }
     let mut out = Vec::with_capacity(assertions.len());
-    for (a, c) in assertions.iter().zip(counts) {
-        out.push(match &a.kind {
+    for ((a, c), duplicated_keys) in assertions.iter().zip(counts).zip(keys) {
+        let outcome = match &a.kind {
             Kind::Freshness { .. } => freshness(engine, a, as_of_us).await,
             _ => a.outcome(c),
-        });
+        };
+        out.push(Evaluated { outcome, duplicated_keys });
     }
     out
 }
@@ -87,9 +108,8 @@ fn lag_hours(newest: Option<i64>, as_of_us: i64) -> f64 {
 
 fn fusable(a: &Assertion) -> bool {
     match &a.kind {
-        Kind::Duplicates { columns, .. } => columns.len() == 1,
         Kind::Completeness { .. } | Kind::AcceptedValues { .. } | Kind::RowCount { .. } | Kind::Expression { .. } => true,
-        Kind::Freshness { .. } | Kind::Relationships { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => false,
+        Kind::Duplicates { .. } | Kind::Freshness { .. } | Kind::Relationships { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => false,
     }
 }
 
@@ -141,10 +161,6 @@ async fn fused_counts(engine: &Engine, relation: &str, assertions: &[&Assertion]
         let f = filter(a);
         let (checked, failing) = match &a.kind {
             Kind::Completeness { columns, .. } => (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and ({}))", any_null(columns))),
-            Kind::Duplicates { columns, .. } => {
-                let c = quote_ident(&columns[0]);
-                (format!("count({c}) filter (where {f})"), format!("count({c}) filter (where {f}) - count(distinct {c}) filter (where {f})"))
-            }
             Kind::AcceptedValues { column, values } => {
                 let c = quote_ident(column);
                 (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and {c} is not null and {c} not in ({}))", values.join(", ")))
@@ -152,7 +168,7 @@ async fn fused_counts(engine: &Engine, relation: &str, assertions: &[&Assertion]
             Kind::Expression { expr } => (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and (({expr})) is false)")),
             Kind::RowCount { .. } => (format!("count(*) filter (where {f})"), "cast(0 as bigint)".to_string()),
             // Never fused (see `fusable`); valid SQL all the same.
-            Kind::Relationships { .. } | Kind::Freshness { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => {
+            Kind::Duplicates { .. } | Kind::Relationships { .. } | Kind::Freshness { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => {
                 ("cast(0 as bigint)".to_string(), "cast(0 as bigint)".to_string())
             }
         };
@@ -163,19 +179,12 @@ async fn fused_counts(engine: &Engine, relation: &str, assertions: &[&Assertion]
     Ok((0..assertions.len()).map(|i| (row[2 * i], row[2 * i + 1])).collect())
 }
 
-async fn own_query(engine: &Engine, a: &Assertion) -> Result<(u64, u64), String> {
+/// (rows checked, failing rows) of a check that is not fused, and for
+/// duplicates the keys it found (see [`duplicates`]).
+async fn own_query(engine: &Engine, a: &Assertion) -> Result<((u64, u64), Vec<RecordBatch>), String> {
     let f = filter(a);
     let relation = &a.relation_sql;
     let sql = match &a.kind {
-        // One scan: rows per key, then every row beyond a key's first.
-        Kind::Duplicates { columns, .. } => {
-            let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-            let keep = no_null(columns);
-            format!(
-                "select cast(coalesce(sum(n), 0) as bigint) as c, cast(coalesce(sum(n), 0) - count(*) as bigint) as f \
-                 from (select count(*) as n from {relation} where {f} and {keep} group by {cols}) keys"
-            )
-        }
         Kind::Relationships { column, to, field } => {
             let c = quote_ident(column);
             let parent = relation_sql(to);
@@ -191,11 +200,44 @@ async fn own_query(engine: &Engine, a: &Assertion) -> Result<(u64, u64), String>
             format!("select count(*) as c, count(*) filter (where difference > {tolerance}) as f from ({groups}) g")
         }
         Kind::Custom { sql } => format!("select count(*) as c, count(*) as f from ({sql}) failing"),
-        Kind::Freshness { .. } => return Ok((0, 0)),
-        _ => return fused_counts(engine, relation, &[a]).await.map(|v| v[0]),
+        Kind::Freshness { .. } => return Ok(((0, 0), Vec::new())),
+        Kind::Duplicates { columns, .. } => return duplicates(engine, a, columns).await,
+        _ => return fused_counts(engine, relation, &[a]).await.map(|v| (v[0], Vec::new())),
     };
     let row = single_row(engine, &sql).await?;
-    Ok((row[0], row[1]))
+    Ok(((row[0], row[1]), Vec::new()))
+}
+
+/// The column of [`Evaluated::duplicated_keys`] holding each key's row count.
+const KEY_ROWS: &str = "__tally_rows";
+
+/// Rows per non-null key, in one aggregation: (rows checked, rows beyond
+/// each key's first), and up to [`Assertion::rows_kept`] duplicated keys.
+async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Result<((u64, u64), Vec<RecordBatch>), String> {
+    let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+    let sql = format!("select {cols}, count(*) as {KEY_ROWS} from {} where {} and {} group by {cols}", a.relation_sql, filter(a), no_null(columns));
+    let clean = |e: DataFusionError| crate::plan::clean_message(&e);
+    let mut groups = engine.ctx.sql(&sql).await.map_err(clean)?.execute_stream().await.map_err(clean)?;
+    let (mut rows, mut keys, mut kept_rows) = (0u64, 0u64, 0usize);
+    let mut kept = Vec::new();
+    let keep = a.rows_kept();
+    let one = Int64Array::new_scalar(1);
+    while let Some(batch) = groups.next().await {
+        let batch = batch.map_err(clean)?;
+        let n = batch.column(columns.len()).as_primitive_opt::<Int64Type>().ok_or("a key's row count is not a bigint")?;
+        rows += sum(n).unwrap_or(0).max(0) as u64;
+        keys += batch.num_rows() as u64;
+        if kept_rows < keep {
+            let dup = gt(n, &one).map_err(|e| e.to_string())?;
+            let dup = filter_record_batch(&batch, &dup).map_err(|e| e.to_string())?;
+            let dup = dup.slice(0, dup.num_rows().min(keep - kept_rows));
+            kept_rows += dup.num_rows();
+            if dup.num_rows() > 0 {
+                kept.push(dup);
+            }
+        }
+    }
+    Ok(((rows, rows - keys), kept))
 }
 
 /// SQL for a relation name: a model or seed, or `source.table`.
@@ -224,4 +266,50 @@ async fn single_row_signed(engine: &Engine, sql: &str) -> Result<Vec<i64>, Strin
 /// The first row of `sql` as counts (null and negative are 0).
 async fn single_row(engine: &Engine, sql: &str) -> Result<Vec<u64>, String> {
     Ok(single_row_signed(engine, sql).await?.into_iter().map(|v| v.max(0) as u64).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assertions::{Severity, Threshold};
+
+    fn duplicates_check(limit: Option<usize>) -> Assertion {
+        Assertion {
+            name: "duplicates_t_k".into(),
+            relation: "t".into(),
+            relation_sql: "t".into(),
+            kind: Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 },
+            severity: Severity::Warn,
+            filter: Some("v <> 'skip'".into()),
+            warn_if: Threshold::NONZERO,
+            error_if: Threshold::NONZERO,
+            limit,
+            file: "t.yml".into(),
+            line: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicates_count_rows_beyond_each_keys_first_and_keep_a_few_keys() {
+        let engine = Engine::new(2);
+        // Keys 0..7 twice, key 100 three times (a fourth row is outside the
+        // filter), key 200 once, and a null key (not checked): 16 + 3 + 1 =
+        // 20 rows checked, 8 + 2 of them beyond their key's first.
+        let mut values: Vec<String> = (0..8).flat_map(|k| [format!("({k}, 'a')"), format!("({k}, 'b')")]).collect();
+        values.extend(["(100, 'a')", "(100, 'b')", "(100, 'c')", "(100, 'skip')", "(null, 'a')", "(200, 'a')"].map(String::from));
+        let sql = format!("create view t as select * from (values {}) as v(k, v)", values.join(", "));
+        engine.ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+
+        let results = evaluate(&engine, &[duplicates_check(Some(0))], 0).await;
+        let o = &results[0].outcome;
+        assert_eq!((o.status, o.rows_checked, o.failing_rows), (Status::Warn, 20, 10));
+        // limit 0 still keeps the keys the console shows: SAMPLE_ROWS of them.
+        let keys = &results[0].duplicated_keys;
+        assert_eq!(keys.iter().map(|b| b.num_rows()).sum::<usize>(), crate::assertions::failing::SAMPLE_ROWS);
+        let n = keys[0].column_by_name(KEY_ROWS).unwrap().as_primitive::<Int64Type>();
+        assert!(n.values().iter().all(|&n| n >= 2), "{n:?}");
+
+        let results = evaluate(&engine, &[duplicates_check(Some(100))], 0).await;
+        assert_eq!(results[0].duplicated_keys.iter().map(|b| b.num_rows()).sum::<usize>(), 9);
+    }
 }

@@ -4,7 +4,10 @@
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{ident, Expr};
 use url::Url;
 
 use super::{evaluate::filter, Assertion, Kind, Outcome};
@@ -13,6 +16,9 @@ use crate::render::quote_ident;
 
 /// Keys shown per failed check.
 pub const SAMPLE_ROWS: usize = 5;
+
+/// Failing rows stored per failed check unless its `limit` says otherwise.
+pub const DEFAULT_LIMIT: usize = 1000;
 
 /// SQL returning the failing rows of `a`, or None when the check is about the
 /// relation as a whole (row count, freshness). A reconciliation's failing
@@ -66,17 +72,21 @@ pub fn one_query_sql(a: &Assertion) -> String {
 
 /// Fill `o.sample` with up to [`SAMPLE_ROWS`] failing rows, shown by `key`
 /// columns (the relation's key, then the checked columns), and store up to
-/// `limit` failing rows at `<dir>/<assertion>.parquet`.
-pub async fn collect(engine: &Engine, a: &Assertion, key: &[String], o: &mut Outcome, dir: &Url, limit: usize) {
-    let Some(sql) = failing_rows_sql(a) else { return };
+/// `limit` (default [`DEFAULT_LIMIT`]) failing rows at `<dir>/<assertion>.parquet`.
+/// A duplicates check's rows are those with the `duplicated_keys` it found.
+pub async fn collect(engine: &Engine, a: &Assertion, key: &[String], o: &mut Outcome, dir: &Url, duplicated_keys: Vec<RecordBatch>) {
     // One query for both: the failing rows are read once, up to the limit.
-    let rows = async { engine.ctx.sql(&format!("select * from ({sql}) f limit {}", limit.max(SAMPLE_ROWS))).await?.collect().await };
-    let batches = match rows.await {
+    let rows = match (&a.kind, failing_rows_sql(a)) {
+        (Kind::Duplicates { columns, .. }, _) => rows_with_keys(engine, a, columns, duplicated_keys).await,
+        (_, Some(sql)) => async { engine.ctx.sql(&format!("select * from ({sql}) f limit {}", a.rows_kept())).await?.collect().await }.await,
+        (_, None) => return,
+    };
+    let batches = match rows {
         Ok(b) => b,
         Err(e) => return tracing::warn!("cannot read the failing rows of {}: {}", a.name, crate::plan::clean_message(&e)),
     };
     o.sample = sample(&batches, key);
-    let kept = first_rows(&batches, limit);
+    let kept = first_rows(&batches, a.limit.unwrap_or(DEFAULT_LIMIT));
     if kept.is_empty() {
         return;
     }
@@ -86,6 +96,26 @@ pub async fn collect(engine: &Engine, a: &Assertion, key: &[String], o: &mut Out
         Ok(_) => o.failing_rows_path = Some(url),
         Err(e) => tracing::warn!("cannot store the failing rows of {} at {url}: {}", a.name, crate::plan::clean_message(&e)),
     }
+}
+
+/// Up to [`Assertion::rows_kept`] rows of `a`'s relation (within its filter)
+/// whose `columns` hold one of `keys`: a semi join on a few keys, where
+/// [`failing_rows_sql`] would group the whole relation again.
+async fn rows_with_keys(engine: &Engine, a: &Assertion, columns: &[String], keys: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, DataFusionError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key_col = |i: usize| format!("__tally_key{i}");
+    let keys = engine.ctx.read_batches(keys)?.select(columns.iter().enumerate().map(|(i, c)| ident(c).alias(key_col(i))).collect::<Vec<_>>())?;
+    let on: Vec<Expr> = columns.iter().enumerate().map(|(i, c)| ident(c).eq(ident(key_col(i)))).collect();
+    engine
+        .ctx
+        .sql(&format!("select * from {} where {}", a.relation_sql, filter(a)))
+        .await?
+        .join_on(keys, JoinType::LeftSemi, on)?
+        .limit(0, Some(a.rows_kept()))?
+        .collect()
+        .await
 }
 
 /// Up to [`SAMPLE_ROWS`] distinct failing rows, shown by their `key` columns

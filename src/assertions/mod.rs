@@ -1,8 +1,8 @@
 //! Data-quality assertions declared in YAML (dbt's `tests:` syntax, plus
 //! tally's own), evaluated with as few scans as possible: every column-level
 //! check of one relation is one aggregate query (`count(*) FILTER (WHERE ...)`
-//! per check); only relationships and multi-column duplicates need a query
-//! of their own.
+//! per check); duplicates (rows per key), relationships, reconciliations and
+//! freshness run a query of their own.
 //!
 //! | kind            | declared as                                        | failing rows                         |
 //! |-----------------|----------------------------------------------------|--------------------------------------|
@@ -21,7 +21,7 @@ mod evaluate;
 pub mod failing;
 mod parse;
 
-pub use evaluate::{evaluate, relation_sql};
+pub use evaluate::{evaluate, relation_sql, Evaluated};
 pub use parse::parse;
 
 use serde::Serialize;
@@ -241,6 +241,12 @@ impl Outcome {
 }
 
 impl Assertion {
+    /// How many failing rows are read for the console and stored: `limit`,
+    /// else [`failing::DEFAULT_LIMIT`], and never fewer than the console shows.
+    pub fn rows_kept(&self) -> usize {
+        self.limit.unwrap_or(failing::DEFAULT_LIMIT).max(failing::SAMPLE_ROWS)
+    }
+
     /// The outcome of this check from its (rows checked, failing rows), or
     /// `Err(why)` when it could not run.
     pub fn outcome(&self, counts: Result<(u64, u64), String>) -> Outcome {

@@ -57,6 +57,13 @@ fn tally_test_fuses_checks_and_gates_ci() {
     assert_eq!((rc["status"].as_str(), rc["observed"].as_f64()), (Some("fail"), Some(5.0)));
     let pair = get("duplicates_stg_orders_customer_id_status");
     assert_eq!((pair["failing_rows"].as_u64(), pair["rows_checked"].as_u64(), pair["status"].as_str()), (Some(1), Some(4), Some("fail")));
+    // Its failing rows: every row of the duplicated key, within the check's `where`.
+    assert_eq!(pair["sample"], serde_json::json!(["customer_id=3, status=completed"]));
+    let stored = std::path::PathBuf::from(pair["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
+    assert_eq!(
+        rows(&read_parquet(&stored)),
+        ["order_id=2, customer_id=3, order_date=2018-01-02, status=completed", "order_id=5, customer_id=3, order_date=2018-01-05, status=completed"]
+    );
     let exprs: Vec<&serde_json::Value> = results["assertions"].as_array().unwrap().iter().filter(|a| a["kind"] == "expression").collect();
     assert_eq!(exprs[0]["failing_rows"], 1);
     assert_eq!(exprs[0]["status"], "fail");

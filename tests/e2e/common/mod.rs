@@ -95,13 +95,15 @@ pub fn active_files(commits: &[String]) -> BTreeSet<String> {
 pub fn read_delta(table_dir: &Path) -> Vec<RecordBatch> {
     let mut out = Vec::new();
     for f in delta_files(table_dir) {
-        let file = std::fs::File::open(&f).unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
-        for b in reader {
-            out.push(b.unwrap());
-        }
+        out.extend(read_parquet(&f));
     }
     out
+}
+
+/// All rows of one Parquet file.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
 }
 
 /// Rows as strings, `col=value` joined by `, `, sorted: easy to compare by eye.
