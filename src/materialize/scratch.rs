@@ -27,11 +27,13 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, dir: &Pa
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| DataFusionError::Execution(format!("cannot create scratch folder {}: {e}", dir.display())))?;
     let schema = Arc::new(plan.schema().as_arrow().clone());
-    // Read back within seconds, from local disk: a fast codec; small row
-    // groups, so the writer holds little in memory while the run goes on.
+    // Read back within seconds, from local disk: a fast codec and no
+    // dictionaries (interning every string was the writer's largest cost);
+    // small row groups, so the writer holds little in memory meanwhile.
     let mut options = TableParquetOptions::default();
     options.global.compression = Some("lz4_raw".into());
     options.global.max_row_group_size = SCRATCH_ROW_GROUP_ROWS;
+    options.global.dictionary_enabled = Some(false);
     let folder = format!("{}/", dir.display());
     DataFrame::new(engine.ctx.state(), plan).write_parquet(&folder, DataFrameWriteOptions::new(), Some(options)).await?;
     engine.register(name, Arc::new(parquet_table(ListingTableUrl::parse(&folder)?, schema)?))
