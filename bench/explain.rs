@@ -2,7 +2,7 @@
 //! execute it (its upstream views inlined, its upstream tables read from the
 //! warehouse of the target): the tool the benchmark's profiling starts from.
 //!
-//!     cargo run --release --example explain -- <model> [raw_root] [target]
+//!     cargo run --release --example explain -- <model or query> [raw_root] [target]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -23,8 +23,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut selected = BTreeSet::new();
     selected.insert(model.clone());
     tally::run::prepare_unselected(&c, &selected).await;
-    let node = c.nodes.get(model).ok_or("no such model")?;
-    let df = c.engine.ctx.sql(&format!("explain analyze {}", node.sql)).await?;
+    // A model's name, or any query over the project's relations.
+    let sql = match c.nodes.get(model) {
+        Some(node) => node.sql.clone(),
+        None if model.contains(' ') => model.clone(),
+        None => return Err("no such model".into()),
+    };
+    let df = c.engine.ctx.sql(&format!("explain analyze {sql}")).await?;
     datafusion::arrow::util::pretty::print_batches(&df.collect().await?)?;
     Ok(())
 }

@@ -92,7 +92,9 @@ impl Auditor {
             if o.status != Status::Pass && o.status != Status::Error {
                 let mut shown = key.clone();
                 shown.extend(a.kind.columns().into_iter().filter(|c| !key.contains(c)));
+                let start = Instant::now();
                 failing::collect(engine, a, &shown, &mut o, &self.dir, duplicated_keys).await;
+                tracing::debug!(check = %a.name, seconds = start.elapsed().as_secs_f64(), "failing rows");
             }
             outcomes.push(o);
         }

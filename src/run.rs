@@ -409,9 +409,11 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
             return Ok((None, None));
         };
         // Checked once, read by the rest of the run: see `stage_view`.
+        let start = std::time::Instant::now();
         stage_view(engine, &node.name, plan, &auditor.scratch.join(&node.name))
             .await
             .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
+        tracing::debug!(view = name, seconds = start.elapsed().as_secs_f64(), "staged");
         let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, name, named);
         let outcomes = auditor.check(engine, name, &quote_ident(name), decls, Some(&upstream)).await;
         return match blocking_summary(&outcomes) {

@@ -9,6 +9,7 @@
 //! grouping the whole relation a second time.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::{filter_record_batch, kernels::cmp::gt, sum};
@@ -39,6 +40,7 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) 
     let mut keys: Vec<Vec<RecordBatch>> = vec![Vec::new(); assertions.len()];
     for (relation, idx) in by_relation {
         let fused: Vec<usize> = idx.iter().copied().filter(|&i| fusable(&assertions[i])).collect();
+        let start = Instant::now();
         match fused_counts(engine, relation, &fused.iter().map(|&i| &assertions[i]).collect::<Vec<_>>()).await {
             Ok(c) => {
                 for (&i, v) in fused.iter().zip(c) {
@@ -51,11 +53,14 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) 
                 }
             }
         }
+        tracing::debug!(relation, checks = fused.len(), seconds = start.elapsed().as_secs_f64(), "fused checks");
         for &i in idx.iter().filter(|&&i| !fusable(&assertions[i])) {
+            let start = Instant::now();
             counts[i] = own_query(engine, &assertions[i]).await.map(|(c, k)| {
                 keys[i] = k;
                 c
             });
+            tracing::debug!(relation, check = %assertions[i].name, seconds = start.elapsed().as_secs_f64(), "check");
         }
     }
     let mut out = Vec::with_capacity(assertions.len());
