@@ -172,3 +172,50 @@ fn a_failed_source_skips_its_readers_only() {
     let scratch = d.join("target/scratch");
     assert!(!scratch.exists() || std::fs::read_dir(&scratch).unwrap().next().is_none(), "scratch left behind");
 }
+
+/// A checked view stages only the columns the build reads: its checks', its
+/// readers', other relations' checks' and singular tests'. Each of them still
+/// finds what it reads, and a warned check's stored rows hold those columns.
+#[test]
+fn a_checked_view_stages_the_columns_the_build_reads() {
+    let dir = project(SOURCES);
+    let d = dir.path();
+    std::fs::write(
+        d.join("models/stg_opps.sql"),
+        "{{ config(materialized='view') }}\nselect *, amount * 2 as doubled, upper(opportunity_id) as code from {{ source('crm', 'opportunities') }}\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("models/opp_total.sql"), "select count(*) as n, sum(amount) as total from {{ ref('stg_opps') }}\n").unwrap();
+    std::fs::write(d.join("models/opp_ids.sql"), "select 'o1' as opportunity_id\n").unwrap();
+    std::fs::write(
+        d.join("models/models.yml"),
+        "models:
+  - name: stg_opps
+    columns:
+      - name: account_id
+        data_tests:
+          - not_null: {config: {severity: warn}}
+  - name: opp_ids
+    columns:
+      - name: opportunity_id
+        data_tests:
+          - relationships: {to: ref('stg_opps'), field: opportunity_id}
+",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("tests")).unwrap();
+    std::fs::write(d.join("tests/codes_are_upper.sql"), "select code from {{ ref('stg_opps') }} where code <> upper(code)\n").unwrap();
+
+    let run = tally(d, &["build"]);
+    run.assert_code(0);
+    assert_eq!(rows(&read_delta(&d.join("warehouse/opp_total"))), ["n=3, total=1260.4900"]);
+    let r = run_results(d);
+    let status = |name: &str| r["assertions"].as_array().unwrap().iter().find(|a| a["name"] == name).map(|a| a["status"].clone());
+    assert_eq!(status("relationships_opp_ids_opportunity_id"), Some("pass".into()), "{r}");
+    assert_eq!(status("codes_are_upper"), Some("pass".into()), "{r}");
+    // o3 has no account: a warning whose row is stored with every column
+    // the build reads (`doubled` is read by nothing, so it was not staged).
+    let warned = r["assertions"].as_array().unwrap().iter().find(|a| a["relation"] == "stg_opps" && a["status"] == "warn").unwrap();
+    let stored = std::path::PathBuf::from(warned["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
+    assert_eq!(rows(&read_parquet(&stored)), ["opportunity_id=o3, account_id=NULL, amount=9.9900, code=O3"]);
+}
