@@ -56,6 +56,16 @@ fn time_travel_gc_and_the_write_lease() {
     assert!(!orphan.exists());
     assert_eq!(csv(d, &[]), v1, "the current version is untouched");
 
+    // A killed build's scratch folder goes; a build's that may still be running stays.
+    let (dead, live) = (d.join("target/scratch/20200101T000000Z-dead00/stg_orders"), d.join(format!("target/scratch/{}-live00", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"))));
+    for dir in [&dead, &live] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let gc = tally(d, &["gc", "--retain-hours", "0"]);
+    gc.assert_code(0);
+    assert!(gc.stdout.contains("scratch: removed the folders of 1 interrupted builds"), "{}", gc.stdout);
+    assert!(!dead.parent().unwrap().exists() && live.exists());
+
     // The write lease: a live holder stops a second build; a dead one's is taken over.
     let lease = d.join("warehouse/_tally/lease.json");
     let hold = |pid: u32| {
