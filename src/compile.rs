@@ -338,7 +338,7 @@ async fn register_source(
         at(Diagnostic::error(format!("source table `{}.{}` has no location", key.0, key.1))
             .with_help("set `location:` on the source (a folder holding <table>/*.parquet) or on the table, e.g. location: \"{{ var('raw_root') }}\""))
     })?;
-    let rendered = renderer.render_str(&decl.file, location).map_err(|d| at(d))?;
+    let rendered = renderer.render_str(&decl.file, location).map_err(at)?;
     let url = location_url(&project.dir, rendered.trim())
         .ok_or_else(|| at(Diagnostic::error(format!("source `{}.{}`: location `{rendered}` is not a path or URL", key.0, key.1))))?;
     let mut declared = Vec::new();

@@ -33,11 +33,11 @@ impl Dag {
         for (name, refs) in deps {
             let i = index[name];
             for r in refs {
-                if let Some(&p) = index.get(r) {
-                    if !parents[i].contains(&p) {
-                        parents[i].push(p);
-                        children[p].push(i);
-                    }
+                if let Some(&p) = index.get(r)
+                    && !parents[i].contains(&p)
+                {
+                    parents[i].push(p);
+                    children[p].push(i);
                 }
             }
         }

@@ -80,13 +80,12 @@ fn union(dag: &Dag, nodes: &[NodeFacts<'_>], tokens: &[String]) -> Result<BTreeS
     for token in tokens {
         let sel = parse(token)?;
         let base: BTreeSet<String> = nodes.iter().filter(|n| matches(&sel.method, n)).map(|n| n.name.to_string()).collect();
-        if base.is_empty() {
-            if let Method::Name(name) = &sel.method {
-                if !name.contains('*') {
-                    let hint = did_you_mean(name, nodes.iter().map(|n| n.name)).unwrap_or_default();
-                    return Err(Error::Usage(format!("selector `{token}` matches no model or seed. {hint}").trim_end().to_string()));
-                }
-            }
+        if base.is_empty()
+            && let Method::Name(name) = &sel.method
+            && !name.contains('*')
+        {
+            let hint = did_you_mean(name, nodes.iter().map(|n| n.name)).unwrap_or_default();
+            return Err(Error::Usage(format!("selector `{token}` matches no model or seed. {hint}").trim_end().to_string()));
         }
         for name in &base {
             if sel.ancestors {

@@ -61,11 +61,11 @@ fn main() -> ExitCode {
         eprintln!("error: --scale must be positive and --start before --as-of");
         return ExitCode::from(2);
     }
-    if let Some(s) = &a.stalled_source {
-        if !tally::generate::TABLES.contains(&s.as_str()) {
-            eprintln!("error: --stalled-source {s}: not a table; use one of {}", tally::generate::TABLES.join(", "));
-            return ExitCode::from(2);
-        }
+    if let Some(s) = &a.stalled_source
+        && !tally::generate::TABLES.contains(&s.as_str())
+    {
+        eprintln!("error: --stalled-source {s}: not a table; use one of {}", tally::generate::TABLES.join(", "));
+        return ExitCode::from(2);
     }
     let mut cfg = GenConfig { scale: a.scale, seed: a.seed, start: a.start, as_of: a.as_of, stall_hours: a.stall_hours, ..GenConfig::default() };
     if a.no_defects {

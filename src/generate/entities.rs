@@ -65,7 +65,7 @@ fn users(cfg: &GenConfig, c: &Clock, rng: &mut Rng) -> Table {
             7 | 8 => "CSM",
             _ => "MANAGER",
         };
-        let quota = (role == "AE").then(|| V::D(rng.range(150_000, 400_000) as i128 * 100)).unwrap_or(V::Null);
+        let quota = if role == "AE" { V::D(rng.range(150_000, 400_000) as i128 * 100) } else { V::Null };
         let updated = c.ts_between(rng, us(c.start), c.end_us);
         t.files[0].push(vec![
             s(format!("U{i:05}")),
@@ -254,7 +254,7 @@ fn forecast_category(stage: &str, rng: &mut Rng) -> &'static str {
         "Closed Lost" => "Omitted",
         "Negotiation" => "Commit",
         "Proposal" => "Best Case",
-        _ => *rng.weighted(&[("Pipeline", 0.7), ("Upside", 0.3)]),
+        _ => rng.weighted::<&'static str>(&[("Pipeline", 0.7), ("Upside", 0.3)]),
     }
 }
 
@@ -376,24 +376,24 @@ pub fn inject_defects(t: &mut Table, cfg: &GenConfig, rng: &mut Rng) {
             }
             redelivered.push(dup);
         }
-        if let (Some(d), Some(u)) = (t.is_deleted, t.updated_at) {
-            if rng.chance(cfg.delete_rate) {
-                let mut at = row[u].ts().unwrap_or(0);
-                if rng.chance(0.5) {
-                    // An update first, then the delete arrives after it.
-                    let mut upd = row.clone();
-                    at = (at + rng.range(HOUR_US, 24 * HOUR_US)).min(c_end - 2 * HOUR_US);
-                    upd[u] = V::Ts(at);
-                    upd[loaded] = V::Ts((at + HOUR_US).min(c_end));
-                    redelivered.push(upd);
-                }
-                let mut del = row.clone();
-                at = (at + rng.range(HOUR_US, 24 * HOUR_US)).min(c_end - HOUR_US);
-                del[u] = V::Ts(at);
-                del[d] = V::B(true);
-                del[loaded] = V::Ts((at + HOUR_US / 2).min(c_end));
-                redelivered.push(del);
+        if let (Some(d), Some(u)) = (t.is_deleted, t.updated_at)
+            && rng.chance(cfg.delete_rate)
+        {
+            let mut at = row[u].ts().unwrap_or(0);
+            if rng.chance(0.5) {
+                // An update first, then the delete arrives after it.
+                let mut upd = row.clone();
+                at = (at + rng.range(HOUR_US, 24 * HOUR_US)).min(c_end - 2 * HOUR_US);
+                upd[u] = V::Ts(at);
+                upd[loaded] = V::Ts((at + HOUR_US).min(c_end));
+                redelivered.push(upd);
             }
+            let mut del = row.clone();
+            at = (at + rng.range(HOUR_US, 24 * HOUR_US)).min(c_end - HOUR_US);
+            del[u] = V::Ts(at);
+            del[d] = V::B(true);
+            del[loaded] = V::Ts((at + HOUR_US / 2).min(c_end));
+            redelivered.push(del);
         }
         if rng.chance(cfg.null_key_rate) && !t.key.is_empty() {
             let mut bad = row.clone();

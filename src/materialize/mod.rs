@@ -49,10 +49,10 @@ pub async fn write_table(
     mode: SaveMode,
     audit: Option<Arc<dyn Audit>>,
 ) -> Result<Written, DeltaTableError> {
-    if url.scheme() == "file" {
-        if let Ok(path) = url.to_file_path() {
-            std::fs::create_dir_all(&path).map_err(|e| DeltaTableError::Generic(format!("cannot create {}: {e}", path.display())))?;
-        }
+    if url.scheme() == "file"
+        && let Ok(path) = url.to_file_path()
+    {
+        std::fs::create_dir_all(&path).map_err(|e| DeltaTableError::Generic(format!("cannot create {}: {e}", path.display())))?;
     }
     let mut store = DeltaTableBuilder::from_url(url.clone())?.with_storage_options(engine.storage.as_map()).build_storage()?;
     if let Some(audit) = audit {

@@ -73,11 +73,11 @@ async fn columns_read(engine: &Engine, name: &str, readers: &[String]) -> Option
     for sql in readers {
         let plan = state.optimize(&engine.plan_sql(sql).await.ok()?).ok()?;
         plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::TableScan(scan) = node {
-                if resolve(&scan.table_name) == target {
-                    read.extend(scan.projected_schema.fields().iter().map(|f| f.name().clone()));
-                    read.extend(scan.filters.iter().flat_map(|f| f.column_refs()).map(|c| c.name.clone()));
-                }
+            if let LogicalPlan::TableScan(scan) = node
+                && resolve(&scan.table_name) == target
+            {
+                read.extend(scan.projected_schema.fields().iter().map(|f| f.name().clone()));
+                read.extend(scan.filters.iter().flat_map(|f| f.column_refs()).map(|c| c.name.clone()));
             }
             Ok(TreeNodeRecursion::Continue)
         })

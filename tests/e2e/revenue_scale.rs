@@ -86,10 +86,10 @@ fn scale_1_identities_and_independent_pipeline() {
     let fx_t = t("fx_rates");
     let mut fx: BTreeMap<(String, i32), (i64, i128)> = BTreeMap::new(); // (currency, month) -> (loaded, rate 1e-8)
     for r in fx_t.files.iter().flatten() {
-        if let (V::S(c), V::Day(m), V::D(rate), Some(l)) = (&r[0], &r[1], &r[2], r[3].ts()) {
-            if fx.get(&(c.clone(), *m)).is_none_or(|(bl, _)| l > *bl) {
-                fx.insert((c.clone(), *m), (l, *rate));
-            }
+        if let (V::S(c), V::Day(m), V::D(rate), Some(l)) = (&r[0], &r[1], &r[2], r[3].ts())
+            && fx.get(&(c.clone(), *m)).is_none_or(|(bl, _)| l > *bl)
+        {
+            fx.insert((c.clone(), *m), (l, *rate));
         }
     }
     let rate = |currency: &str, day: i32| -> Option<i128> {

@@ -52,14 +52,15 @@ pub fn server() -> Option<Server> {
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(moto).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let endpoint = format!("http://127.0.0.1:{port}");
+    // Owned from here on: a server that never answers is killed by the panic.
+    let server = Server { endpoint: format!("http://127.0.0.1:{port}"), child: Some(child) };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Server { endpoint, child: Some(child) });
+            return Some(server);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("moto_server did not start on {endpoint}");
+    panic!("moto_server did not start on {}", server.endpoint);
 }
 
 /// moto does not check auth: a bare PUT creates a bucket.
