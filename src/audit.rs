@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -33,6 +33,9 @@ pub struct Auditor {
     /// (see [`stage_view`](crate::materialize::stage_view)); removed on drop.
     pub scratch: PathBuf,
     outcomes: Mutex<Vec<Outcome>>,
+    /// relation -> SQL of the checks declared elsewhere that read it (see
+    /// [`Auditor::checks_naming`]); indexed on first use.
+    naming: OnceLock<BTreeMap<String, Vec<String>>>,
     /// Time spent evaluating checks and collecting failing rows, summed over
     /// every check call (µs; calls on different models may overlap).
     spent_us: AtomicU64,
@@ -46,6 +49,7 @@ impl Auditor {
             dir: c.target.audit_url(run_id),
             scratch: c.project.dir.join(&c.project.target_path).join("scratch").join(run_id),
             outcomes: Mutex::new(Vec::new()),
+            naming: OnceLock::new(),
             spent_us: AtomicU64::new(0),
         }
     }
@@ -107,6 +111,36 @@ impl Auditor {
         let outcomes = self.run(engine, parsed).await;
         self.record(outcomes.clone());
         outcomes
+    }
+
+    /// The one-query SQL of every check that reads `relation` but is declared
+    /// elsewhere: relationships and reconciliations naming it, singular tests
+    /// that ref it.
+    pub fn checks_naming(&self, c: &Compiled, relation: &str) -> &[String] {
+        let index = self.naming.get_or_init(|| {
+            let mut index: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut add = |name: &str, name_sql: &str, decls: &[TestDecl]| {
+                for a in decls.iter().filter_map(|d| assertions::parse(name, name_sql, d).ok()) {
+                    if let Some(other) = a.kind.other_relation() {
+                        index.entry(other.to_string()).or_default().push(failing::one_query_sql(&a));
+                    }
+                }
+            };
+            for name in c.nodes.keys() {
+                add(name, &quote_ident(name), c.project.tests_of(name));
+            }
+            for ((s, t), decl) in &c.project.sources {
+                let name = format!("{s}.{t}");
+                add(&name, &assertions::relation_sql(&name), &decl.tests);
+            }
+            for t in &c.singular_tests {
+                for r in t.refs.iter().collect::<std::collections::BTreeSet<_>>() {
+                    index.entry(r.clone()).or_default().push(t.sql.clone());
+                }
+            }
+            index
+        });
+        index.get(relation).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Record outcomes computed elsewhere (a relation that could not be checked).

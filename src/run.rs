@@ -380,23 +380,13 @@ fn checked_sources(compiled: &Compiled, selected: &BTreeSet<String>) -> BTreeMap
 }
 
 /// Every query a build runs that reads `view`: its children, its own checks,
-/// other relations' checks that name it, singular tests that ref it.
-fn readers_of(compiled: &Compiled, view: &str) -> Vec<String> {
+/// and the checks declared elsewhere that read it.
+fn readers_of(compiled: &Compiled, view: &str, auditor: &Auditor) -> Vec<String> {
     let mut sql: Vec<String> = compiled.dag.children(view).into_iter().filter_map(|c| compiled.nodes.get(c)).map(|n| n.sql.clone()).collect();
-    let mut checks = |relation: &str, relation_sql: &str, decls: &[crate::project::TestDecl]| {
-        let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, relation, named);
-        let (parsed, _) = crate::audit::prepare(relation, relation_sql, decls, Some(&upstream));
-        let reads_view = |a: &crate::assertions::Assertion| relation == view || a.kind.other_relation() == Some(view);
-        sql.extend(parsed.iter().filter(|a| reads_view(a)).map(crate::assertions::failing::one_query_sql));
-    };
-    for name in compiled.nodes.keys() {
-        checks(name, &quote_ident(name), compiled.project.tests_of(name));
-    }
-    for ((s, t), decl) in &compiled.project.sources {
-        let name = format!("{s}.{t}");
-        checks(&name, &relation_sql(&name), &decl.tests);
-    }
-    sql.extend(compiled.singular_tests.iter().filter(|t| t.refs.iter().any(|r| r == view)).map(|t| t.sql.clone()));
+    let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, view, named);
+    let (own, _) = crate::audit::prepare(view, &quote_ident(view), compiled.project.tests_of(view), Some(&upstream));
+    sql.extend(own.iter().map(crate::assertions::failing::one_query_sql));
+    sql.extend(auditor.checks_naming(compiled, view).iter().cloned());
     sql
 }
 
@@ -431,7 +421,7 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         };
         // Checked once, read by the rest of the run: see `stage_view`.
         let start = std::time::Instant::now();
-        stage_view(engine, &node.name, plan, &readers_of(compiled, name), &auditor.scratch.join(&node.name))
+        stage_view(engine, &node.name, plan, &readers_of(compiled, name, &auditor), &auditor.scratch.join(&node.name))
             .await
             .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
         tracing::debug!(view = name, seconds = start.elapsed().as_secs_f64(), "staged");
