@@ -66,7 +66,12 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) 
     let mut out = Vec::with_capacity(assertions.len());
     for ((a, c), duplicated_keys) in assertions.iter().zip(counts).zip(keys) {
         let outcome = match &a.kind {
-            Kind::Freshness { .. } => freshness(engine, a, as_of_us).await,
+            Kind::Freshness { .. } => {
+                let start = Instant::now();
+                let o = freshness(engine, a, as_of_us).await;
+                tracing::debug!(relation = %a.relation_sql, check = %a.name, seconds = start.elapsed().as_secs_f64(), "check");
+                o
+            }
             _ => a.outcome(c),
         };
         out.push(Evaluated { outcome, duplicated_keys });
