@@ -102,7 +102,7 @@ pub enum Command {
     /// Remove the clean targets (target/ by default).
     Clean,
     /// Delete data files no version within the retention reads (old versions, orphans of
-    /// killed or rejected runs) and the failing rows of old runs.
+    /// killed or rejected runs), the failing rows of old runs and killed builds' scratch.
     Gc {
         /// Keep what the last this-many hours of versions need (time travel stops there).
         #[arg(long, default_value_t = 168)]
