@@ -35,9 +35,8 @@ const SCRATCH_ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Only the columns that `readers` (every SQL query of the run that reads
 /// `name`) read are staged; all of them when `readers` is empty.
 pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers: &[String], dir: &Path) -> Result<(), DataFusionError> {
-    let schema = Arc::new(plan.schema().as_arrow().clone());
     // The readers wait for this view: until it is staged, it is only its type.
-    engine.register_placeholder(name, schema)?;
+    engine.register_placeholder(name, Arc::new(plan.schema().as_arrow().clone()))?;
     let plan = match columns_read(engine, name, readers).await {
         Some(read) if read.len() < plan.schema().fields().len() => {
             let kept: Vec<_> = plan.schema().fields().iter().filter(|f| read.contains(f.name())).map(|f| ident(f.name())).collect();
