@@ -55,12 +55,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut single: Vec<Outcome> = Vec::new();
     for _ in 0..RUNS {
         let start = Instant::now();
-        fused = assertions::evaluate(&c.engine, &checks, as_of).await.into_iter().map(|e| e.outcome).collect();
+        fused = assertions::evaluate(&c.engine, &checks, as_of, &Default::default()).await.into_iter().map(|e| e.outcome).collect();
         fused_secs.push(start.elapsed().as_secs_f64());
         let start = Instant::now();
         single.clear();
         for a in &checks {
-            single.extend(assertions::evaluate(&c.engine, std::slice::from_ref(a), as_of).await.into_iter().map(|e| e.outcome));
+            single.extend(assertions::evaluate(&c.engine, std::slice::from_ref(a), as_of, &Default::default()).await.into_iter().map(|e| e.outcome));
         }
         single_secs.push(start.elapsed().as_secs_f64());
     }

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use rayon::prelude::*;
 use url::Url;
 
-use crate::assertions::{self, failing, Assertion, Evaluated, Kind, Outcome, Severity, Status, Threshold};
+use crate::assertions::{self, failing, Assertion, Counted, Evaluated, Kind, Outcome, Severity, Status, Threshold};
 use crate::compile::{Compiled, SingularTest};
 use crate::materialize::Audit;
 use crate::plan::Engine;
@@ -68,24 +68,30 @@ impl Auditor {
     /// the outcomes are recorded and returned. `upstream`: the relation's
     /// upstream loads (see [`upstream_loads`]), for freshness without a column.
     pub async fn check(&self, engine: &Engine, relation: &str, relation_sql: &str, decls: &[TestDecl], upstream: Option<&Upstream<'_>>) -> Vec<Outcome> {
+        self.check_counted(engine, relation, relation_sql, decls, upstream, &Counted::new()).await
+    }
+
+    /// [`check`](Self::check), with duplicates already `counted` (see
+    /// [`keys_to_count`]) taken as they are.
+    pub async fn check_counted(&self, engine: &Engine, relation: &str, relation_sql: &str, decls: &[TestDecl], upstream: Option<&Upstream<'_>>, counted: &Counted) -> Vec<Outcome> {
         let (parsed, mut outcomes) = prepare(relation, relation_sql, decls, upstream);
-        outcomes.extend(self.run(engine, parsed).await);
+        outcomes.extend(self.run(engine, parsed, counted).await);
         self.record(outcomes.clone());
         outcomes
     }
 
     /// Evaluate parsed assertions, judge them and keep their failing rows;
     /// returns the outcomes (recorded by the caller).
-    async fn run(&self, engine: &Engine, parsed: Vec<Assertion>) -> Vec<Outcome> {
+    async fn run(&self, engine: &Engine, parsed: Vec<Assertion>, counted: &Counted) -> Vec<Outcome> {
         let start = Instant::now();
-        let evaluated = self.judge(engine, parsed).await;
+        let evaluated = self.judge(engine, parsed, counted).await;
         self.spent_us.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
         evaluated
     }
 
-    async fn judge(&self, engine: &Engine, mut parsed: Vec<Assertion>) -> Vec<Outcome> {
+    async fn judge(&self, engine: &Engine, mut parsed: Vec<Assertion>, counted: &Counted) -> Vec<Outcome> {
         dedupe_names(&mut parsed);
-        let evaluated = assertions::evaluate(engine, &parsed, self.as_of_us).await;
+        let evaluated = assertions::evaluate(engine, &parsed, self.as_of_us, counted).await;
         let key = key_columns(&parsed);
         let mut outcomes = Vec::with_capacity(evaluated.len());
         for (a, Evaluated { outcome: mut o, duplicated_keys }) in parsed.iter().zip(evaluated) {
@@ -108,7 +114,7 @@ impl Auditor {
     /// Run singular tests (SQL files under `tests/`) on what the warehouse holds.
     pub async fn check_singular(&self, engine: &Engine, tests: &[&SingularTest]) -> Vec<Outcome> {
         let parsed = tests.iter().map(|t| singular_assertion(t)).collect();
-        let outcomes = self.run(engine, parsed).await;
+        let outcomes = self.run(engine, parsed, &Counted::new()).await;
         self.record(outcomes.clone());
         outcomes
     }
@@ -197,6 +203,21 @@ pub fn prepare(relation: &str, relation_sql: &str, decls: &[TestDecl], upstream:
         }
     }
     (parsed, outcomes)
+}
+
+/// The duplicates checks of `decls` that can be counted before they run (on
+/// every row: no `where`), as (key columns, duplicated keys to keep).
+pub fn keys_to_count(relation: &str, decls: &[TestDecl]) -> Vec<(Vec<String>, usize)> {
+    let mut keys: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    for a in decls.iter().filter_map(|d| assertions::parse(relation, relation, d).ok()) {
+        if let Kind::Duplicates { columns, .. } = &a.kind
+            && a.filter.is_none()
+        {
+            let keep = keys.entry(columns.clone()).or_default();
+            *keep = (*keep).max(a.rows_kept());
+        }
+    }
+    keys.into_iter().collect()
 }
 
 /// Every check of the project as the one query dbt would run for it (the

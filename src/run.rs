@@ -421,12 +421,13 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         };
         // Checked once, read by the rest of the run: see `stage_view`.
         let start = std::time::Instant::now();
-        stage_view(engine, &node.name, plan, &readers_of(compiled, name, &auditor), &auditor.scratch.join(&node.name))
+        let count = crate::audit::keys_to_count(name, decls);
+        let counted = stage_view(engine, &node.name, plan, &readers_of(compiled, name, &auditor), &auditor.scratch.join(&node.name), &count)
             .await
             .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
         tracing::debug!(view = name, seconds = start.elapsed().as_secs_f64(), "staged");
         let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, name, named);
-        let outcomes = auditor.check(engine, name, &quote_ident(name), decls, Some(&upstream)).await;
+        let outcomes = auditor.check_counted(engine, name, &quote_ident(name), decls, Some(&upstream), &counted).await;
         return match blocking_summary(&outcomes) {
             Some(why) => Err(why),
             None => Ok((None, warning_summary(&outcomes))),

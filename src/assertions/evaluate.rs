@@ -17,6 +17,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use datafusion::error::DataFusionError;
 use futures::StreamExt;
 
+use super::key_runs::{Counted, KEY_ROWS};
 use super::{Assertion, Kind, Outcome, Status};
 use crate::plan::Engine;
 use crate::render::quote_ident;
@@ -31,7 +32,8 @@ pub struct Evaluated {
 
 /// Evaluate `assertions` (in any order); results come back in the same order.
 /// Freshness is measured against `as_of_us` (microseconds since the epoch, UTC).
-pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) -> Vec<Evaluated> {
+/// Duplicates already `counted` (by key columns) are not queried again.
+pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64, counted: &Counted) -> Vec<Evaluated> {
     let mut by_relation: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in assertions.iter().enumerate() {
         by_relation.entry(a.relation_sql.as_str()).or_default().push(i);
@@ -58,7 +60,7 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64) 
         let own = |a: &Assertion| !fusable(a) && !matches!(a.kind, Kind::Freshness { .. });
         for &i in idx.iter().filter(|&&i| own(&assertions[i])) {
             let start = Instant::now();
-            counts[i] = own_query(engine, &assertions[i]).await.map(|(c, k)| {
+            counts[i] = own_query(engine, &assertions[i], counted).await.map(|(c, k)| {
                 keys[i] = k;
                 c
             });
@@ -193,7 +195,7 @@ async fn fused_counts(engine: &Engine, relation: &str, assertions: &[&Assertion]
 
 /// (rows checked, failing rows) of a check that is not fused, and for
 /// duplicates the keys it found (see [`duplicates`]).
-async fn own_query(engine: &Engine, a: &Assertion) -> Result<((u64, u64), Vec<RecordBatch>), String> {
+async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<((u64, u64), Vec<RecordBatch>), String> {
     let f = filter(a);
     let relation = &a.relation_sql;
     let sql = match &a.kind {
@@ -213,15 +215,15 @@ async fn own_query(engine: &Engine, a: &Assertion) -> Result<((u64, u64), Vec<Re
         }
         Kind::Custom { sql } => format!("select count(*) as c, count(*) as f from ({sql}) failing"),
         Kind::Freshness { .. } => return Ok(((0, 0), Vec::new())),
-        Kind::Duplicates { columns, .. } => return duplicates(engine, a, columns).await,
+        Kind::Duplicates { columns, .. } => match counted.get(columns).filter(|_| a.filter.is_none()) {
+            Some(c) => return Ok(((c.rows, c.duplicates), first_keys(&c.keys, a.rows_kept()))),
+            None => return duplicates(engine, a, columns).await,
+        },
         _ => return fused_counts(engine, relation, &[a]).await.map(|v| (v[0], Vec::new())),
     };
     let row = single_row(engine, &sql).await?;
     Ok(((row[0], row[1]), Vec::new()))
 }
-
-/// The column of [`Evaluated::duplicated_keys`] holding each key's row count.
-const KEY_ROWS: &str = "__tally_rows";
 
 /// Rows per non-null key, in one aggregation: (rows checked, rows beyond
 /// each key's first), and up to [`Assertion::rows_kept`] duplicated keys.
@@ -250,6 +252,21 @@ async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Resul
         }
     }
     Ok(((rows, rows - keys), kept))
+}
+
+/// The first `n` rows of `batches`.
+fn first_keys(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
+    let mut left = n;
+    let mut out = Vec::new();
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let take = b.num_rows().min(left);
+        out.push(b.slice(0, take));
+        left -= take;
+    }
+    out
 }
 
 /// SQL for a relation name: a model or seed, or `source.table`.
@@ -312,7 +329,7 @@ mod tests {
         let sql = format!("create view t as select * from (values {}) as v(k, v)", values.join(", "));
         engine.ctx.sql(&sql).await.unwrap().collect().await.unwrap();
 
-        let results = evaluate(&engine, &[duplicates_check(Some(0))], 0).await;
+        let results = evaluate(&engine, &[duplicates_check(Some(0))], 0, &Counted::new()).await;
         let o = &results[0].outcome;
         assert_eq!((o.status, o.rows_checked, o.failing_rows), (Status::Warn, 20, 10));
         // limit 0 still keeps the keys the console shows: SAMPLE_ROWS of them.
@@ -321,7 +338,7 @@ mod tests {
         let n = keys[0].column_by_name(KEY_ROWS).unwrap().as_primitive::<Int64Type>();
         assert!(n.values().iter().all(|&n| n >= 2), "{n:?}");
 
-        let results = evaluate(&engine, &[duplicates_check(Some(100))], 0).await;
+        let results = evaluate(&engine, &[duplicates_check(Some(100))], 0, &Counted::new()).await;
         assert_eq!(results[0].duplicated_keys.iter().map(|b| b.num_rows()).sum::<usize>(), 9);
     }
 }

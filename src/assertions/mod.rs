@@ -19,9 +19,11 @@
 
 mod evaluate;
 pub mod failing;
+mod key_runs;
 mod parse;
 
 pub use evaluate::{evaluate, relation_sql, Evaluated};
+pub use key_runs::{Counted, KeyCounts, KeyRuns};
 pub use parse::parse;
 
 use serde::Serialize;

@@ -11,20 +11,30 @@
 //! staging view passes every raw column on (emails, names) while its readers
 //! use a few, and writing then reading back the rest was most of what staging
 //! cost. A failed check's stored rows of the view hold these columns too.
+//!
+//! The rows are written as they stream from the plan, and its uniqueness
+//! checks are counted on that stream when the plan orders it by their key
+//! (see [`KeyRuns`]): a staging view's dedupe window already sorts by it, so
+//! grouping the staged rows by key again would only repeat that work.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::common::config::TableParquetOptions;
-use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
-use datafusion::datasource::listing::ListingTableUrl;
-use datafusion::error::DataFusionError;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::TableReference;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::ident;
+use futures::StreamExt;
 
+use crate::assertions::{Counted, KeyRuns};
 use crate::plan::{parquet_table, Engine};
 
 /// Rows per scratch row group.
@@ -34,7 +44,13 @@ const SCRATCH_ROW_GROUP_ROWS: usize = 128 * 1024;
 /// first) and make `name` resolve to those files for the rest of the run.
 /// Only the columns that `readers` (every SQL query of the run that reads
 /// `name`) read are staged; all of them when `readers` is empty.
-pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers: &[String], dir: &Path) -> Result<(), DataFusionError> {
+///
+/// Duplicates of each key in `count` (key columns, duplicated keys to keep)
+/// are counted on the rows as they are written, when the plan yields them
+/// ordered by that key (a dedupe window sorted by it, say): the checks then
+/// need not group the staged rows again. Keys the plan does not order by are
+/// left out of the result.
+pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers: &[String], dir: &Path, count: &[(Vec<String>, usize)]) -> Result<Counted, DataFusionError> {
     // The readers wait for this view: until it is staged, it is only its type.
     engine.register_placeholder(name, Arc::new(plan.schema().as_arrow().clone()))?;
     let plan = match columns_read(engine, name, readers).await {
@@ -44,20 +60,59 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
         }
         _ => plan,
     };
-    tracing::debug!(view = name, columns = plan.schema().fields().len(), "staging");
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| DataFusionError::Execution(format!("cannot create scratch folder {}: {e}", dir.display())))?;
     let schema = Arc::new(plan.schema().as_arrow().clone());
+    let mut state = engine.ctx.state();
+    if !count.is_empty() {
+        // A round-robin split after the dedupe window would interleave its
+        // sorted rows; what follows it (a filter, a projection) is cheap.
+        state.config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
+    }
+    let physical = state.create_physical_plan(&plan).await?;
+    let mut runs: Vec<KeyRuns> = count
+        .iter()
+        .filter(|(key, _)| adjacent(&physical, key))
+        .filter_map(|(key, keep)| KeyRuns::new(&physical.schema(), key, *keep).ok())
+        .collect();
+    tracing::debug!(view = name, columns = schema.fields().len(), counted = ?runs.iter().map(KeyRuns::columns).collect::<Vec<_>>(), "staging");
     // Read back within seconds, from local disk: a fast codec and no
     // dictionaries (interning every string was the writer's largest cost);
     // small row groups, so the writer holds little in memory meanwhile.
-    let mut options = TableParquetOptions::default();
-    options.global.compression = Some("lz4_raw".into());
-    options.global.max_row_group_size = SCRATCH_ROW_GROUP_ROWS;
-    options.global.dictionary_enabled = Some(false);
-    let folder = format!("{}/", dir.display());
-    DataFrame::new(engine.ctx.state(), plan).write_parquet(&folder, DataFrameWriteOptions::new(), Some(options)).await?;
-    engine.register(name, Arc::new(parquet_table(ListingTableUrl::parse(&folder)?, schema)?))
+    let props = WriterProperties::builder()
+        .set_compression(Compression::LZ4_RAW)
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(SCRATCH_ROW_GROUP_ROWS))
+        .build();
+    let path = dir.join("part-0.parquet");
+    let file = tokio::fs::File::create(&path).await.map_err(|e| DataFusionError::Execution(format!("cannot create {}: {e}", path.display())))?;
+    let mut writer = AsyncArrowWriter::try_new(file, physical.schema(), Some(props))?;
+    let mut rows = execute_stream(physical, state.task_ctx())?;
+    while let Some(batch) = rows.next().await {
+        let batch = batch?;
+        for r in &mut runs {
+            r.update(&batch)?;
+        }
+        writer.write(&batch).await?;
+    }
+    writer.close().await?;
+    engine.register(name, Arc::new(parquet_table(ListingTableUrl::parse(format!("{}/", dir.display()))?, schema)?))?;
+    let mut counted = Counted::new();
+    for r in runs {
+        counted.insert(r.columns().to_vec(), r.finish()?);
+    }
+    Ok(counted)
+}
+
+/// Whether `plan` yields rows with equal `key`s adjacent: in one partition,
+/// ordered by the key's columns first (in any order and direction).
+fn adjacent(plan: &Arc<dyn ExecutionPlan>, key: &[String]) -> bool {
+    let props = plan.properties();
+    let Some(ordering) = props.output_ordering().filter(|_| props.output_partitioning().partition_count() == 1) else {
+        return false;
+    };
+    let leading: BTreeSet<&str> = ordering.iter().take(key.len()).filter_map(|s| s.expr.downcast_ref::<Column>()).map(Column::name).collect();
+    !key.is_empty() && leading.len() == key.len() && key.iter().all(|c| leading.contains(c.as_str()))
 }
 
 /// The columns of table `name` that `readers` read, from the scans of it in
@@ -97,14 +152,14 @@ mod tests {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        stage_view(&engine, "v", plan.clone(), &[], &dir.path().join("v")).await.unwrap();
+        stage_view(&engine, "v", plan.clone(), &[], &dir.path().join("v"), &[]).await.unwrap();
         let batches = engine.ctx.sql("select count(*) as n, count(name) as named, sum(id) as s from v").await.unwrap().collect().await.unwrap();
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
         assert!(text.contains("| 3 | 2     | 6 |"), "{text}");
         let staged = engine.ctx.table("v").await.unwrap();
         assert_eq!(staged.schema().as_arrow().fields(), plan.schema().as_arrow().fields());
         // Staging again replaces the rows, it does not add to them.
-        stage_view(&engine, "v", plan, &[], &dir.path().join("v")).await.unwrap();
+        stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &[]).await.unwrap();
         let n = engine.ctx.sql("select count(*) from v").await.unwrap().collect().await.unwrap();
         assert_eq!(n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0), 3);
     }
@@ -121,7 +176,7 @@ mod tests {
             "select count(*) from public.v where name = 'a' and id in (select id from datafusion.public.v)".to_string(),
         ];
         let dir = tempfile::tempdir().unwrap();
-        stage_view(&engine, "v", plan.clone(), &readers, &dir.path().join("v")).await.unwrap();
+        stage_view(&engine, "v", plan.clone(), &readers, &dir.path().join("v"), &[]).await.unwrap();
         assert_eq!(staged_columns(&engine).await, ["id", "name", "amount"]);
         let sum = engine.ctx.sql("select sum(amount) from v where name = 'b'").await.unwrap().collect().await.unwrap();
         assert_eq!(sum[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0), 20);
@@ -130,9 +185,38 @@ mod tests {
         // does not plan, or for readers that read no column.
         for readers in [["select * from v"], ["select nope from v"], ["select count(*) from v"]] {
             let readers = readers.map(String::from);
-            stage_view(&engine, "v", plan.clone(), &readers, &dir.path().join("v")).await.unwrap();
+            stage_view(&engine, "v", plan.clone(), &readers, &dir.path().join("v"), &[]).await.unwrap();
             assert_eq!(staged_columns(&engine).await, ["id", "name", "amount", "flag"], "{readers:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_counted_while_staging_rows_ordered_by_the_key() {
+        let engine = Engine::new(2);
+        let rows = "(values ('b', 1), ('a', 1), (null, 1), ('b', 2), ('c', 1), ('b', 3), (null, 2)) as t(id, n)";
+        let dir = tempfile::tempdir().unwrap();
+        let count = [(vec!["id".to_string()], 10), (vec!["id".to_string(), "n".to_string()], 10), (vec!["n".to_string()], 10)];
+
+        // Ordered by id: equal ids are adjacent, so (id) and (id, n) are
+        // counted as the rows are written; (n) is not, it is left to a query.
+        let plan = engine.plan_sql(&format!("select * from {rows} order by id, n")).await.unwrap();
+        let counted = stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &count).await.unwrap();
+        assert_eq!(counted.keys().cloned().collect::<Vec<_>>(), [vec!["id".to_string()], vec!["id".to_string(), "n".to_string()]]);
+        let by_id = &counted[&vec!["id".to_string()]];
+        // Non-null ids: a, b, b, b, c: 5 rows, 3 distinct; b is kept, 3 times.
+        assert_eq!((by_id.rows, by_id.duplicates), (5, 2));
+        let keys = datafusion::arrow::util::pretty::pretty_format_batches(&by_id.keys).unwrap().to_string();
+        assert!(keys.contains("| b  | 3            |"), "{keys}");
+        let by_id_n = &counted[&vec!["id".to_string(), "n".to_string()]];
+        assert_eq!((by_id_n.rows, by_id_n.duplicates, by_id_n.keys.len()), (5, 0, 0));
+        // Every row was staged, in order.
+        let n = engine.ctx.sql("select count(*) from v").await.unwrap().collect().await.unwrap();
+        assert_eq!(n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0), 7);
+
+        // Unordered (a hash aggregate's output): nothing is counted.
+        let plan = engine.plan_sql(&format!("select id, max(n) as n from {rows} group by id")).await.unwrap();
+        let counted = stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &count).await.unwrap();
+        assert!(counted.is_empty(), "{:?}", counted.keys());
     }
 
     async fn staged_columns(engine: &Engine) -> Vec<String> {

@@ -219,3 +219,55 @@ fn a_checked_view_stages_the_columns_the_build_reads() {
     let stored = std::path::PathBuf::from(warned["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
     assert_eq!(rows(&read_parquet(&stored)), ["opportunity_id=o3, account_id=NULL, amount=9.9900, code=O3"]);
 }
+
+#[test]
+fn a_views_duplicates_counted_while_staging_match_the_query() {
+    let dir = project(SOURCES);
+    let d = dir.path();
+    // o1 and o2 twice, o3 once; ordered by the key, so `build` counts the
+    // duplicates as it stages the view, and `test` queries them.
+    std::fs::write(
+        d.join("models/stg_twice.sql"),
+        "{{ config(materialized='view') }}
+select opportunity_id, amount from (
+    select * from {{ source('crm', 'opportunities') }}
+    union all
+    select * from {{ source('crm', 'opportunities') }} where account_id is not null
+) u order by opportunity_id\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("models/twice_total.sql"), "select sum(amount) as total from {{ ref('stg_twice') }}\n").unwrap();
+    std::fs::write(
+        d.join("models/models.yml"),
+        "models:\n  - name: stg_twice\n    columns:\n      - name: opportunity_id\n        data_tests:\n          - unique: {config: {severity: warn}}\n",
+    )
+    .unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["build", "--project-dir"])
+        .arg(d)
+        .env("TALLY_LOG", "tally=debug")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains(r#"counted=[["opportunity_id"]]"#), "{log}");
+    // Every row was staged: 2 × 1000.50 + 2 × 250.00 + 9.99.
+    assert_eq!(rows(&read_delta(&d.join("warehouse/twice_total"))), ["total=2510.9900"]);
+    let unique = |d: &std::path::Path| {
+        let r = run_results(d);
+        r["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "unique_stg_twice_opportunity_id").unwrap().clone()
+    };
+    let built = unique(d);
+    // 5 non-null keys, 3 distinct: 2 rows beyond their key's first.
+    assert_eq!((built["status"].as_str(), built["rows_checked"].as_u64(), built["failing_rows"].as_u64()), (Some("warn"), Some(5), Some(2)), "{built}");
+    let stored = std::path::PathBuf::from(built["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
+    let mut failing = rows(&read_parquet(&stored));
+    failing.sort();
+    assert_eq!(failing, ["opportunity_id=o1, amount=1000.5000", "opportunity_id=o1, amount=1000.5000", "opportunity_id=o2, amount=250.0000", "opportunity_id=o2, amount=250.0000"]);
+
+    tally(d, &["test"]).assert_code(0);
+    let tested = unique(d);
+    assert_eq!((tested["rows_checked"].as_u64(), tested["failing_rows"].as_u64()), (Some(5), Some(2)), "{tested}");
+}
