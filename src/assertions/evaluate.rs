@@ -17,6 +17,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use datafusion::error::DataFusionError;
 use futures::StreamExt;
 
+use super::failing::first_rows;
 use super::key_runs::{Counted, KEY_ROWS};
 use super::{Assertion, Kind, Outcome, Status};
 use crate::plan::Engine;
@@ -216,7 +217,7 @@ async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<
         Kind::Custom { sql } => format!("select count(*) as c, count(*) as f from ({sql}) failing"),
         Kind::Freshness { .. } => return Ok(((0, 0), Vec::new())),
         Kind::Duplicates { columns, .. } => match counted.get(columns).filter(|_| a.filter.is_none()) {
-            Some(c) => return Ok(((c.rows, c.duplicates), first_keys(&c.keys, a.rows_kept()))),
+            Some(c) => return Ok(((c.rows, c.duplicates), first_rows(&c.keys, a.rows_kept()))),
             None => return duplicates(engine, a, columns).await,
         },
         _ => return fused_counts(engine, relation, &[a]).await.map(|v| (v[0], Vec::new())),
@@ -252,21 +253,6 @@ async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Resul
         }
     }
     Ok(((rows, rows - keys), kept))
-}
-
-/// The first `n` rows of `batches`.
-fn first_keys(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
-    let mut left = n;
-    let mut out = Vec::new();
-    for b in batches {
-        if left == 0 {
-            break;
-        }
-        let take = b.num_rows().min(left);
-        out.push(b.slice(0, take));
-        left -= take;
-    }
-    out
 }
 
 /// SQL for a relation name: a model or seed, or `source.table`.

@@ -145,7 +145,7 @@ fn sample(batches: &[RecordBatch], key: &[String]) -> Vec<String> {
 }
 
 /// The first `n` rows of `batches`.
-fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
+pub(super) fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
     let mut left = n;
     let mut out = Vec::new();
     for b in batches {
