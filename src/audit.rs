@@ -220,6 +220,18 @@ pub fn keys_to_count(relation: &str, decls: &[TestDecl]) -> Vec<(Vec<String>, us
     keys.into_iter().collect()
 }
 
+/// A source's duplicates checks split from its other checks, as (others,
+/// duplicates), when they can be counted while a view that sorts the source
+/// runs (see [`TableKeys`](crate::materialize::TableKeys)): every one of them
+/// warn-level, so that none holds back the source's readers, and on every row
+/// (no `where`). Otherwise all of `decls` are others.
+pub fn split_warned_duplicates(relation: &str, decls: &[TestDecl]) -> (Vec<TestDecl>, Vec<TestDecl>) {
+    let is_duplicates = |d: &TestDecl| assertions::parse(relation, relation, d).is_ok_and(|a| matches!(a.kind, Kind::Duplicates { .. }));
+    let (duplicates, others): (Vec<TestDecl>, Vec<TestDecl>) = decls.iter().cloned().partition(is_duplicates);
+    let warned = |d: &TestDecl| assertions::parse(relation, relation, d).is_ok_and(|a| a.severity == Severity::Warn && a.filter.is_none());
+    if duplicates.iter().all(warned) { (others, duplicates) } else { (decls.to_vec(), Vec::new()) }
+}
+
 /// Every check of the project as the one query dbt would run for it (the
 /// number of failing rows; a row count; the newest instant for freshness):
 /// (relation, check name, SQL). `tally compile` writes them under

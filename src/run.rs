@@ -4,14 +4,16 @@
 //!
 //! With an [`Auditor`] (`tally build`), each source's checks are a task of
 //! their own that the nodes reading it wait for; nodes reading a failed
-//! source are skipped. Each node's checks gate it: a stored node is written,
+//! source are skipped. (Its warn-level duplicates checks are the exception: a
+//! checked view reading the source counts them as it sorts it, see
+//! [`CountedSources`].) Each node's checks gate it: a stored node is written,
 //! audited on exactly the written files and published only if no error-level
 //! check fails. A checked view's rows are computed once, checked, and read by
 //! the rest of the run (see [`stage_view`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -19,13 +21,13 @@ use tokio::task::JoinSet;
 use tracing::{info_span, Instrument};
 
 use crate::assertions::relation_sql;
-use crate::audit::{blocking_summary, warning_summary, Auditor, ModelAudit};
+use crate::audit::{blocking_summary, split_warned_duplicates, warning_summary, Auditor, ModelAudit};
 use crate::compile::{seed_plan, Compiled, Node};
-use crate::materialize::{open_table, stage_view, write_table, At, Audit, Written};
+use crate::materialize::{open_table, stage_view, write_table, At, Audit, TableKeys, ToCount, Written};
 use crate::render::quote_ident;
 use deltalake::protocol::SaveMode;
 use crate::plan::sql_diagnostic;
-use crate::project::Materialization;
+use crate::project::{Materialization, TestDecl};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,6 +78,10 @@ pub async fn run(
         None => (BTreeMap::new(), BTreeMap::new()),
     };
     let mut started: BTreeMap<String, f64> = BTreeMap::new();
+    let counted_sources = Arc::new(match &auditor {
+        Some(a) if !a.warn_error => CountedSources::new(&compiled, &checked_sources),
+        _ => CountedSources::default(),
+    });
     let mut s = Schedule::new(&compiled, selected, checked_after, checked_sources);
     let mut tasks = JoinSet::new();
     let threads = threads.max(1);
@@ -85,9 +91,9 @@ pub async fn run(
             let Some(task) = s.pop_ready() else { break };
             let name = match (task, &auditor) {
                 (Task::Source(key), Some(a)) => {
-                    let (c, a) = (compiled.clone(), a.clone());
+                    let (c, a, decls) = (compiled.clone(), a.clone(), counted_sources.checked_ahead(&compiled, &key));
                     tasks.spawn(async move {
-                        let failed = check_source(&c, &key, &a).await;
+                        let failed = check_source(&c, &key, &decls, &a).await;
                         Done::Source(key, failed)
                     });
                     continue;
@@ -113,13 +119,13 @@ pub async fn run(
             }
             progress.started(&name);
             started.insert(name.clone(), run_start.elapsed().as_secs_f64());
-            let c = compiled.clone();
+            let (c, counted) = (compiled.clone(), counted_sources.clone());
             let auditor = auditor.clone();
             let span = info_span!("node", name = %name);
             tasks.spawn(
                 async move {
                     let start = Instant::now();
-                    let outcome = execute(&c, &name, auditor).await;
+                    let outcome = execute(&c, &name, auditor, &counted).await;
                     Done::Node(name, outcome, start.elapsed().as_secs_f64())
                 }
                 .instrument(span),
@@ -159,6 +165,14 @@ pub async fn run(
             s.skip_descendants(&compiled, &name, &format!("upstream `{name}` failed"), selected, progress.as_ref());
         }
         s.finish(name, r);
+    }
+    // Counted checks whose view never ran them (it failed before its checks,
+    // or was skipped) are queried now.
+    if let Some(a) = &auditor {
+        for (key, decls) in counted_sources.left() {
+            let name = format!("{}.{}", key.0, key.1);
+            a.check(&compiled.engine, &name, &relation_sql(&name), &decls, None).await;
+        }
     }
     // Only a task that panicked leaves nodes waiting: say so, never drop them.
     for name in std::mem::take(&mut s.waiting).into_keys() {
@@ -390,19 +404,74 @@ fn readers_of(compiled: &Compiled, view: &str, auditor: &Auditor) -> Vec<String>
     sql
 }
 
-/// Check one source; why it failed, if it did.
-async fn check_source(compiled: &Compiled, key: &SourceKey, auditor: &Auditor) -> Option<String> {
-    let decl = compiled.project.sources.get(key)?;
+/// Check one source against `decls`; why it failed, if it did.
+async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], auditor: &Auditor) -> Option<String> {
     let name = format!("{}.{}", key.0, key.1);
-    let outcomes = auditor.check(&compiled.engine, &name, &relation_sql(&name), &decl.tests, None).await;
+    let outcomes = auditor.check(&compiled.engine, &name, &relation_sql(&name), decls, None).await;
     blocking_summary(&outcomes)
+}
+
+/// Sources' warn-level duplicates checks that a checked view reading the
+/// source counts as its plan sorts the source (a dedupe window: see
+/// [`TableKeys`]), instead of a query of their own ahead of the source's
+/// readers, none of which waits for them. Not with `--warn-error`, where a
+/// warning blocks readers.
+#[derive(Default)]
+struct CountedSources {
+    /// Source -> the view that counts it, and those checks.
+    by_source: BTreeMap<SourceKey, (String, Vec<TestDecl>)>,
+    /// Sources whose counted checks have not run yet.
+    pending: Mutex<BTreeSet<SourceKey>>,
+}
+
+impl CountedSources {
+    /// For each checked source (-> its selected readers), the first reader that
+    /// is a checked view, staged by the build, if there is one.
+    fn new(compiled: &Compiled, checked_sources: &BTreeMap<SourceKey, BTreeSet<String>>) -> Self {
+        let mut by_source = BTreeMap::new();
+        for (key, readers) in checked_sources {
+            let staged = |r: &&String| !compiled.nodes[r.as_str()].materialized.is_stored() && !compiled.project.tests_of(r).is_empty();
+            let (Some(view), Some(decl)) = (readers.iter().find(staged), compiled.project.sources.get(key)) else { continue };
+            let (_, duplicates) = split_warned_duplicates(&format!("{}.{}", key.0, key.1), &decl.tests);
+            if !duplicates.is_empty() {
+                by_source.insert(key.clone(), (view.clone(), duplicates));
+            }
+        }
+        let pending = Mutex::new(by_source.keys().cloned().collect());
+        CountedSources { by_source, pending }
+    }
+
+    /// The checks of source `key` that its readers wait for.
+    fn checked_ahead(&self, compiled: &Compiled, key: &SourceKey) -> Vec<TestDecl> {
+        let decls = compiled.project.sources.get(key).map(|d| d.tests.clone()).unwrap_or_default();
+        match self.by_source.contains_key(key) {
+            true => split_warned_duplicates(&format!("{}.{}", key.0, key.1), &decls).0,
+            false => decls,
+        }
+    }
+
+    /// The sources `view` counts, with their counted checks.
+    fn of_view(&self, view: &str) -> Vec<(&SourceKey, &[TestDecl])> {
+        self.by_source.iter().filter(|(_, (v, _))| v == view).map(|(k, (_, d))| (k, d.as_slice())).collect()
+    }
+
+    /// Claim the counted checks of `key` to run them; false once claimed.
+    fn claim(&self, key: &SourceKey) -> bool {
+        self.pending.lock().is_ok_and(|mut p| p.remove(key))
+    }
+
+    /// The counted checks not claimed yet, claimed now.
+    fn left(&self) -> Vec<(SourceKey, Vec<TestDecl>)> {
+        let left = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        left.into_iter().filter_map(|k| self.by_source.get(&k).map(|(_, d)| (k, d.clone()))).collect()
+    }
 }
 
 /// What a node's run leaves to report: what it wrote, and a note (warnings).
 type Executed = (Option<Written>, Option<String>);
 
 /// Run one node; on success the node resolves to its new data for dependents.
-async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Auditor>>) -> Result<Executed, String> {
+async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Auditor>>, counted_sources: &CountedSources) -> Result<Executed, String> {
     let node = &compiled.nodes[name];
     let engine = &compiled.engine;
     let compiled_path = compiled.compiled_path(node).display().to_string();
@@ -421,13 +490,29 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         };
         // Checked once, read by the rest of the run: see `stage_view`.
         let start = std::time::Instant::now();
-        let count = crate::audit::keys_to_count(name, decls);
-        let counted = stage_view(engine, &node.name, plan, &readers_of(compiled, name, &auditor), &auditor.scratch.join(&node.name), &count)
+        let sources = counted_sources.of_view(name);
+        let mut tables: Vec<(&SourceKey, TableKeys)> = Vec::new();
+        for (key, checks) in &sources {
+            let source = format!("{}.{}", key.0, key.1);
+            for (columns, keep) in crate::audit::keys_to_count(&source, checks) {
+                tables.push((key, TableKeys { table: relation_sql(&source), key: columns, keep }));
+            }
+        }
+        let count = ToCount { own: crate::audit::keys_to_count(name, decls), tables: tables.iter().map(|(_, t)| t.clone()).collect() };
+        let staged = stage_view(engine, &node.name, plan, &readers_of(compiled, name, &auditor), &auditor.scratch.join(&node.name), &count)
             .await
             .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
         tracing::debug!(view = name, seconds = start.elapsed().as_secs_f64(), "staged");
         let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, name, named);
-        let outcomes = auditor.check_counted(engine, name, &quote_ident(name), decls, Some(&upstream), &counted).await;
+        let mut outcomes = auditor.check_counted(engine, name, &quote_ident(name), decls, Some(&upstream), &staged.own).await;
+        // The sources' checks counted here (queried where the plan did not
+        // sort the source): one that cannot run blocks this reader.
+        for (key, checks) in sources.into_iter().filter(|(key, _)| counted_sources.claim(key)) {
+            let counted = tables.iter().zip(&staged.tables).filter(|((k, _), _)| *k == key).filter_map(|((_, t), c)| Some((t.key.clone(), c.clone()?))).collect();
+            let source = format!("{}.{}", key.0, key.1);
+            let checked = auditor.check_counted(engine, &source, &relation_sql(&source), checks, None, &counted).await;
+            outcomes.extend(checked.into_iter().filter(|o| o.blocks()));
+        }
         return match blocking_summary(&outcomes) {
             Some(why) => Err(why),
             None => Ok((None, warning_summary(&outcomes))),

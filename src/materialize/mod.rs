@@ -8,10 +8,11 @@
 //! written files are checked first and published only if they pass.
 
 mod gate;
+mod observe;
 mod scratch;
 
 pub use gate::Audit;
-pub use scratch::stage_view;
+pub use scratch::{stage_view, Staged, TableKeys, ToCount};
 
 use std::sync::Arc;
 

@@ -34,7 +34,8 @@ use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::ident;
 use futures::StreamExt;
 
-use crate::assertions::{Counted, KeyRuns};
+use super::observe::observe;
+use crate::assertions::{Counted, KeyCounts, KeyRuns};
 use crate::plan::{parquet_table, Engine};
 
 /// Rows per scratch row group.
@@ -45,12 +46,13 @@ const SCRATCH_ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Only the columns that `readers` (every SQL query of the run that reads
 /// `name`) read are staged; all of them when `readers` is empty.
 ///
-/// Duplicates of each key in `count` (key columns, duplicated keys to keep)
-/// are counted on the rows as they are written, when the plan yields them
-/// ordered by that key (a dedupe window sorted by it, say): the checks then
-/// need not group the staged rows again. Keys the plan does not order by are
-/// left out of the result.
-pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers: &[String], dir: &Path, count: &[(Vec<String>, usize)]) -> Result<Counted, DataFusionError> {
+/// Duplicates of each key in `count.own` (key columns, duplicated keys to
+/// keep) are counted on the rows as they are written, when the plan yields
+/// them ordered by that key (a dedupe window sorted by it, say): the checks
+/// then need not group the staged rows again. Keys the plan does not order by
+/// are left out of the result. Each of `count.tables` is counted where the
+/// plan sorts that whole table by the key (see [`observe`]), or not at all.
+pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers: &[String], dir: &Path, count: &ToCount) -> Result<Staged, DataFusionError> {
     // The readers wait for this view: until it is staged, it is only its type.
     engine.register_placeholder(name, Arc::new(plan.schema().as_arrow().clone()))?;
     let plan = match columns_read(engine, name, readers).await {
@@ -64,18 +66,27 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
     std::fs::create_dir_all(dir).map_err(|e| DataFusionError::Execution(format!("cannot create scratch folder {}: {e}", dir.display())))?;
     let schema = Arc::new(plan.schema().as_arrow().clone());
     let mut state = engine.ctx.state();
-    if !count.is_empty() {
+    if !count.own.is_empty() {
         // A round-robin split after the dedupe window would interleave its
         // sorted rows; what follows it (a filter, a projection) is cheap.
         state.config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
     }
-    let physical = state.create_physical_plan(&plan).await?;
+    let mut physical = state.create_physical_plan(&plan).await?;
+    let mut observed = Vec::with_capacity(count.tables.len());
+    for t in &count.tables {
+        let reference = state.create_physical_plan(&state.create_logical_plan(&format!("select * from {}", t.table)).await?).await?;
+        let found;
+        (physical, found) = observe(physical, &reference, &t.key, t.keep)?;
+        observed.push(found);
+    }
     let mut runs: Vec<KeyRuns> = count
+        .own
         .iter()
         .filter(|(key, _)| adjacent(&physical, key))
         .filter_map(|(key, keep)| KeyRuns::new(&physical.schema(), key, *keep).ok())
         .collect();
-    tracing::debug!(view = name, columns = schema.fields().len(), counted = ?runs.iter().map(KeyRuns::columns).collect::<Vec<_>>(), "staging");
+    let tables: Vec<String> = count.tables.iter().zip(&observed).filter(|(_, o)| o.is_some()).map(|(t, _)| format!("{}{:?}", t.table, t.key)).collect();
+    tracing::debug!(view = name, columns = schema.fields().len(), counted = ?runs.iter().map(KeyRuns::columns).collect::<Vec<_>>(), ?tables, "staging");
     // Read back within seconds, from local disk: a fast codec and no
     // dictionaries (interning every string was the writer's largest cost);
     // small row groups, so the writer holds little in memory meanwhile.
@@ -97,16 +108,45 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
     }
     writer.close().await?;
     engine.register(name, Arc::new(parquet_table(ListingTableUrl::parse(format!("{}/", dir.display()))?, schema)?))?;
-    let mut counted = Counted::new();
+    let mut own = Counted::new();
     for r in runs {
-        counted.insert(r.columns().to_vec(), r.finish()?);
+        own.insert(r.columns().to_vec(), r.finish()?);
     }
-    Ok(counted)
+    let tables = observed.into_iter().map(|o| o.and_then(|o| o.lock().ok().and_then(|mut c| c.take()))).collect();
+    Ok(Staged { own, tables })
+}
+
+/// What [`stage_view`] counts while it stages a view.
+#[derive(Debug, Default)]
+pub struct ToCount {
+    /// The view's own duplicates checks: key columns, duplicated keys to keep.
+    pub own: Vec<(Vec<String>, usize)>,
+    /// Duplicates of tables the view reads.
+    pub tables: Vec<TableKeys>,
+}
+
+/// A table whose duplicates of `key` a view's plan may count (see [`observe`]).
+#[derive(Debug, Clone)]
+pub struct TableKeys {
+    /// The table as SQL, e.g. `"raw"."crm_leads"`.
+    pub table: String,
+    pub key: Vec<String>,
+    /// Duplicated keys to keep.
+    pub keep: usize,
+}
+
+/// What [`stage_view`] counted.
+#[derive(Debug, Default)]
+pub struct Staged {
+    /// The view's own duplicates, by key (those the plan ordered).
+    pub own: Counted,
+    /// Each of [`ToCount::tables`], in order: None where it was not counted.
+    pub tables: Vec<Option<KeyCounts>>,
 }
 
 /// Whether `plan` yields rows with equal `key`s adjacent: in one partition,
 /// ordered by the key's columns first (in any order and direction).
-fn adjacent(plan: &Arc<dyn ExecutionPlan>, key: &[String]) -> bool {
+pub(super) fn adjacent(plan: &Arc<dyn ExecutionPlan>, key: &[String]) -> bool {
     let props = plan.properties();
     let Some(ordering) = props.output_ordering().filter(|_| props.output_partitioning().partition_count() == 1) else {
         return false;
@@ -152,14 +192,14 @@ mod tests {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        stage_view(&engine, "v", plan.clone(), &[], &dir.path().join("v"), &[]).await.unwrap();
+        stage_view(&engine, "v", plan.clone(), &[], &dir.path().join("v"), &ToCount::default()).await.unwrap();
         let batches = engine.ctx.sql("select count(*) as n, count(name) as named, sum(id) as s from v").await.unwrap().collect().await.unwrap();
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
         assert!(text.contains("| 3 | 2     | 6 |"), "{text}");
         let staged = engine.ctx.table("v").await.unwrap();
         assert_eq!(staged.schema().as_arrow().fields(), plan.schema().as_arrow().fields());
         // Staging again replaces the rows, it does not add to them.
-        stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &[]).await.unwrap();
+        stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &ToCount::default()).await.unwrap();
         let n = engine.ctx.sql("select count(*) from v").await.unwrap().collect().await.unwrap();
         assert_eq!(n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0), 3);
     }
@@ -176,7 +216,7 @@ mod tests {
             "select count(*) from public.v where name = 'a' and id in (select id from datafusion.public.v)".to_string(),
         ];
         let dir = tempfile::tempdir().unwrap();
-        stage_view(&engine, "v", plan.clone(), &readers, &dir.path().join("v"), &[]).await.unwrap();
+        stage_view(&engine, "v", plan.clone(), &readers, &dir.path().join("v"), &ToCount::default()).await.unwrap();
         assert_eq!(staged_columns(&engine).await, ["id", "name", "amount"]);
         let sum = engine.ctx.sql("select sum(amount) from v where name = 'b'").await.unwrap().collect().await.unwrap();
         assert_eq!(sum[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0), 20);
@@ -185,7 +225,7 @@ mod tests {
         // does not plan, or for readers that read no column.
         for readers in [["select * from v"], ["select nope from v"], ["select count(*) from v"]] {
             let readers = readers.map(String::from);
-            stage_view(&engine, "v", plan.clone(), &readers, &dir.path().join("v"), &[]).await.unwrap();
+            stage_view(&engine, "v", plan.clone(), &readers, &dir.path().join("v"), &ToCount::default()).await.unwrap();
             assert_eq!(staged_columns(&engine).await, ["id", "name", "amount", "flag"], "{readers:?}");
         }
     }
@@ -195,12 +235,12 @@ mod tests {
         let engine = Engine::new(2);
         let rows = "(values ('b', 1), ('a', 1), (null, 1), ('b', 2), ('c', 1), ('b', 3), (null, 2)) as t(id, n)";
         let dir = tempfile::tempdir().unwrap();
-        let count = [(vec!["id".to_string()], 10), (vec!["id".to_string(), "n".to_string()], 10), (vec!["n".to_string()], 10)];
+        let count = ToCount { own: vec![(vec!["id".to_string()], 10), (vec!["id".to_string(), "n".to_string()], 10), (vec!["n".to_string()], 10)], tables: vec![] };
 
         // Ordered by id: equal ids are adjacent, so (id) and (id, n) are
         // counted as the rows are written; (n) is not, it is left to a query.
         let plan = engine.plan_sql(&format!("select * from {rows} order by id, n")).await.unwrap();
-        let counted = stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &count).await.unwrap();
+        let counted = stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &count).await.unwrap().own;
         assert_eq!(counted.keys().cloned().collect::<Vec<_>>(), [vec!["id".to_string()], vec!["id".to_string(), "n".to_string()]]);
         let by_id = &counted[&vec!["id".to_string()]];
         // Non-null ids: a, b, b, b, c: 5 rows, 3 distinct; b is kept, 3 times.
@@ -215,7 +255,7 @@ mod tests {
 
         // Unordered (a hash aggregate's output): nothing is counted.
         let plan = engine.plan_sql(&format!("select id, max(n) as n from {rows} group by id")).await.unwrap();
-        let counted = stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &count).await.unwrap();
+        let counted = stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &count).await.unwrap().own;
         assert!(counted.is_empty(), "{:?}", counted.keys());
     }
 

@@ -271,3 +271,109 @@ select opportunity_id, amount from (
     let tested = unique(d);
     assert_eq!((tested["rows_checked"].as_u64(), tested["failing_rows"].as_u64()), (Some(5), Some(2)), "{tested}");
 }
+
+/// A source's warned duplicates are counted where a checked view's dedupe
+/// sorts the whole source by the key, not by a query ahead of its readers;
+/// `tally test`, which queries, finds the same. With `--warn-error` they are
+/// queried ahead again: there, a warning holds the readers back.
+#[test]
+fn a_sources_duplicates_counted_in_its_staging_view_match_the_query() {
+    let sources = SOURCES.replace(
+        "          - name: opportunity_id\n            data_type: varchar\n",
+        "          - name: opportunity_id\n            data_type: varchar\n            data_tests:\n              - duplicates: {config: {severity: warn}}\n",
+    );
+    let dir = project(&sources);
+    let d = dir.path();
+    // Re-deliveries of o1 and o2, and a row without a key: 5 keyed rows, 3 keys.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("opportunity_id", DataType::Utf8, true),
+        Field::new("account_id", DataType::Utf8, true),
+        Field::new("amount", DataType::Decimal128(18, 2), true),
+    ]));
+    let again = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec![Some("o2"), None, Some("o1")])) as ArrayRef,
+            Arc::new(StringArray::from(vec![Some("a1"), Some("a2"), Some("a1")])),
+            Arc::new(Decimal128Array::from(vec![26_000, 1, 100_050]).with_precision_and_scale(18, 2).unwrap()),
+        ],
+    )
+    .unwrap();
+    write_parquet(&d.join("raw/opportunities/data-2.parquet"), &again);
+    std::fs::write(
+        d.join("models/stg_opportunities.sql"),
+        "{{ config(materialized='view') }}
+select * exclude (_first) from (
+    select *, lag(opportunity_id) over (order by opportunity_id, amount desc) is distinct from opportunity_id as _first
+    from {{ source('crm', 'opportunities') }}
+    where opportunity_id is not null
+) ranked where _first\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("models/opportunity_total.sql"), "select count(*) as n, sum(amount) as total from {{ ref('stg_opportunities') }}\n").unwrap();
+    std::fs::write(
+        d.join("models/models.yml"),
+        "models:\n  - name: stg_opportunities\n    columns:\n      - name: opportunity_id\n        data_tests:\n          - unique\n",
+    )
+    .unwrap();
+
+    let build = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+            .arg("build")
+            .args(args)
+            .arg("--project-dir")
+            .arg(d)
+            .env("TALLY_LOG", "tally=debug")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let duplicates = |d: &std::path::Path| {
+        let r = run_results(d);
+        r["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "duplicates_crm_opportunities_opportunity_id").unwrap().clone()
+    };
+    let out = build(&[]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains(r#"tables=["\"crm\".\"opportunities\"[\"opportunity_id\"]"]"#), "{log}");
+    let built = duplicates(d);
+    assert_eq!((built["status"].as_str(), built["rows_checked"].as_u64(), built["failing_rows"].as_u64()), (Some("warn"), Some(5), Some(2)), "{built}");
+    let stored = std::path::PathBuf::from(built["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
+    let mut failing = rows(&read_parquet(&stored));
+    failing.sort();
+    assert_eq!(
+        failing,
+        [
+            "opportunity_id=o1, account_id=a1, amount=1000.5000",
+            "opportunity_id=o1, account_id=a1, amount=1000.5000",
+            "opportunity_id=o2, account_id=a1, amount=250.0000",
+            "opportunity_id=o2, account_id=a1, amount=260.0000",
+        ]
+    );
+    // One row per key, the larger amount winning: 1000.50 + 260.00 + 9.99.
+    assert_eq!(rows(&read_delta(&d.join("warehouse/opportunity_total"))), ["n=3, total=1270.4900"]);
+
+    tally(d, &["test"]).assert_code(0);
+    let tested = duplicates(d);
+    assert_eq!((tested["rows_checked"].as_u64(), tested["failing_rows"].as_u64()), (Some(5), Some(2)), "{tested}");
+
+    let out = build(&["--warn-error"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(!log.contains("tables=[\"\\\"crm"), "{log}");
+    assert_eq!(result_of(&run_results(d), "stg_opportunities")["status"], "skipped");
+
+    // A view that does not sort the source has it queried instead; so does
+    // a view that fails, once the run has ended. Same answer each time.
+    let view = d.join("models/stg_opportunities.sql");
+    for (sql, code) in [("select * from {{ source('crm', 'opportunities') }}", 0), ("select opportunity_id, amount * cast(opportunity_id as int) as amount from {{ source('crm', 'opportunities') }}", 1)] {
+        std::fs::write(&view, format!("{{{{ config(materialized='view') }}}}\n{sql}\n")).unwrap();
+        std::fs::write(d.join("models/models.yml"), "models:\n  - name: stg_opportunities\n    data_tests:\n      - row_count: {min: 1}\n").unwrap();
+        let out = build(&[]);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{log}");
+        assert!(!log.contains("tables=[\"\\\"crm"), "{log}");
+        let queried = duplicates(d);
+        assert_eq!((queried["rows_checked"].as_u64(), queried["failing_rows"].as_u64()), (Some(5), Some(2)), "{sql}: {queried}");
+    }
+}
