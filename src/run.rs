@@ -6,7 +6,7 @@
 //! their own that the nodes reading it wait for; nodes reading a failed
 //! source are skipped. (Its warn-level duplicates checks are the exception: a
 //! checked view reading the source counts them as it sorts it, see
-//! [`CountedSources`].) Each node's checks gate it: a stored node is written,
+//! [`WarnedDuplicates`].) Each node's checks gate it: a stored node is written,
 //! audited on exactly the written files and published only if no error-level
 //! check fails. A checked view's rows are computed once, checked, and read by
 //! the rest of the run (see [`stage_view`]).
@@ -78,11 +78,14 @@ pub async fn run(
         None => (BTreeMap::new(), BTreeMap::new()),
     };
     let mut started: BTreeMap<String, f64> = BTreeMap::new();
-    let counted_sources = Arc::new(match &auditor {
-        Some(a) if !a.warn_error => CountedSources::new(&compiled, &checked_sources),
-        _ => CountedSources::default(),
+    let duplicates = Arc::new(match &auditor {
+        Some(a) if !a.warn_error => WarnedDuplicates::new(&compiled, &checked_sources),
+        _ => WarnedDuplicates::default(),
     });
     let mut s = Schedule::new(&compiled, selected, checked_after, checked_sources);
+    for key in duplicates.queried() {
+        s.push_ready(Task::Late(key));
+    }
     let mut tasks = JoinSet::new();
     let threads = threads.max(1);
 
@@ -91,14 +94,24 @@ pub async fn run(
             let Some(task) = s.pop_ready() else { break };
             let name = match (task, &auditor) {
                 (Task::Source(key), Some(a)) => {
-                    let (c, a, decls) = (compiled.clone(), a.clone(), counted_sources.checked_ahead(&compiled, &key));
+                    let (c, a, decls) = (compiled.clone(), a.clone(), duplicates.checked_ahead(&compiled, &key));
                     tasks.spawn(async move {
                         let failed = check_source(&c, &key, &decls, &a).await;
                         Done::Source(key, failed)
                     });
                     continue;
                 }
-                (Task::Source(_), None) => continue,
+                (Task::Late(key), Some(a)) => {
+                    let (c, a, duplicates) = (compiled.clone(), a.clone(), duplicates.clone());
+                    tasks.spawn(async move {
+                        if let Some(decls) = duplicates.claim(&key) {
+                            check_source(&c, &key, &decls, &a).await;
+                        }
+                        Done::Late
+                    });
+                    continue;
+                }
+                (Task::Source(_) | Task::Late(_), None) => continue,
                 (Task::Node(name), _) => name,
             };
             let node = &compiled.nodes[&name];
@@ -119,13 +132,13 @@ pub async fn run(
             }
             progress.started(&name);
             started.insert(name.clone(), run_start.elapsed().as_secs_f64());
-            let (c, counted) = (compiled.clone(), counted_sources.clone());
+            let (c, duplicates) = (compiled.clone(), duplicates.clone());
             let auditor = auditor.clone();
             let span = info_span!("node", name = %name);
             tasks.spawn(
                 async move {
                     let start = Instant::now();
-                    let outcome = execute(&c, &name, auditor, &counted).await;
+                    let outcome = execute(&c, &name, auditor, &duplicates).await;
                     Done::Node(name, outcome, start.elapsed().as_secs_f64())
                 }
                 .instrument(span),
@@ -143,6 +156,7 @@ pub async fn run(
                 }
                 continue;
             }
+            Ok(Done::Late) => continue,
             Err(e) => {
                 tracing::error!("a model task panicked: {e}");
                 continue;
@@ -169,7 +183,7 @@ pub async fn run(
     // Counted checks whose view never ran them (it failed before its checks,
     // or was skipped) are queried now.
     if let Some(a) = &auditor {
-        for (key, decls) in counted_sources.left() {
+        for (key, decls) in duplicates.left() {
             let name = format!("{}.{}", key.0, key.1);
             a.check(&compiled.engine, &name, &relation_sql(&name), &decls, None).await;
         }
@@ -187,11 +201,13 @@ pub async fn run(
 /// A source, by (source name, table name).
 type SourceKey = (String, String);
 
-/// Something the scheduler starts: checking a source, or running a node.
+/// Something the scheduler starts: checking a source, running a node, or
+/// checks of a source that nothing waits for (see [`WarnedDuplicates`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Task {
     Source(SourceKey),
     Node(String),
+    Late(SourceKey),
 }
 
 /// What a finished task reports.
@@ -199,6 +215,7 @@ enum Done {
     /// A source's checks: why it failed, if it did.
     Source(SourceKey, Option<String>),
     Node(String, Result<Executed, String>, f64),
+    Late,
 }
 
 /// What the scheduler knows between task completions.
@@ -227,11 +244,21 @@ impl Schedule {
                 (n.clone(), parents + sources + checked_after.values().filter(|waiters| waiters.contains(n)).count())
             })
             .collect();
+        // Longest chains over the DAG and the check order (a node whose
+        // rows another node's checks read heads that node's chain too),
+        // relaxed until stable: the check order can point against the DAG's.
         let mut longest: BTreeMap<&str, usize> = BTreeMap::new();
-        let order: Vec<&str> = compiled.dag.topo_order().collect();
-        for &n in order.iter().rev().filter(|n| selected.contains(**n)) {
-            let after = compiled.dag.children(n).iter().filter_map(|c| longest.get(c).copied()).max().unwrap_or(0);
-            longest.insert(n, 1 + after);
+        let order: Vec<&str> = compiled.dag.topo_order().filter(|n| selected.contains(*n)).collect();
+        for _ in 0..=order.len() {
+            let mut changed = false;
+            for &n in order.iter().rev() {
+                let next = compiled.dag.children(n).into_iter().chain(checked_after.get(n).into_iter().flatten().map(String::as_str));
+                let l = 1 + next.filter_map(|c| longest.get(c).copied()).max().unwrap_or(0);
+                changed |= longest.insert(n, l) != Some(l);
+            }
+            if !changed {
+                break;
+            }
         }
         let mut chain: BTreeMap<Task, usize> = longest.iter().map(|(n, l)| (Task::Node(n.to_string()), *l)).collect();
         for (k, readers) in &checked_sources {
@@ -247,6 +274,8 @@ impl Schedule {
         s
     }
 
+    /// Queue `task` once its inputs are done; tasks with no chain (see
+    /// [`Task::Late`]) come after every other.
     fn push_ready(&mut self, task: Task) {
         let w = self.chain.get(&task).copied().unwrap_or(0);
         self.ready.insert((Reverse(w), task));
@@ -411,34 +440,40 @@ async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], 
     blocking_summary(&outcomes)
 }
 
-/// Sources' warn-level duplicates checks that a checked view reading the
-/// source counts as its plan sorts the source (a dedupe window: see
-/// [`TableKeys`]), instead of a query of their own ahead of the source's
-/// readers, none of which waits for them. Not with `--warn-error`, where a
-/// warning blocks readers.
+/// Sources' warn-level duplicates checks, which hold back none of the
+/// source's readers (a warning never blocks). A checked view reading the
+/// source counts them as its plan sorts the source (a dedupe window: see
+/// [`TableKeys`]); for a source no checked view reads, they are queried in a
+/// slot nothing else needs. Not with `--warn-error`, where a warning blocks
+/// readers: there they are checked ahead, as the source's other checks are.
 #[derive(Default)]
-struct CountedSources {
-    /// Source -> the view that counts it, and those checks.
-    by_source: BTreeMap<SourceKey, (String, Vec<TestDecl>)>,
-    /// Sources whose counted checks have not run yet.
+struct WarnedDuplicates {
+    /// Source -> the view that counts it (None: queried), and those checks.
+    by_source: BTreeMap<SourceKey, (Option<String>, Vec<TestDecl>)>,
+    /// Sources whose checks here have not run yet.
     pending: Mutex<BTreeSet<SourceKey>>,
 }
 
-impl CountedSources {
+impl WarnedDuplicates {
     /// For each checked source (-> its selected readers), the first reader that
     /// is a checked view, staged by the build, if there is one.
     fn new(compiled: &Compiled, checked_sources: &BTreeMap<SourceKey, BTreeSet<String>>) -> Self {
         let mut by_source = BTreeMap::new();
         for (key, readers) in checked_sources {
-            let staged = |r: &&String| !compiled.nodes[r.as_str()].materialized.is_stored() && !compiled.project.tests_of(r).is_empty();
-            let (Some(view), Some(decl)) = (readers.iter().find(staged), compiled.project.sources.get(key)) else { continue };
+            let Some(decl) = compiled.project.sources.get(key) else { continue };
             let (_, duplicates) = split_warned_duplicates(&format!("{}.{}", key.0, key.1), &decl.tests);
             if !duplicates.is_empty() {
-                by_source.insert(key.clone(), (view.clone(), duplicates));
+                let staged = |r: &&String| !compiled.nodes[r.as_str()].materialized.is_stored() && !compiled.project.tests_of(r).is_empty();
+                by_source.insert(key.clone(), (readers.iter().find(staged).cloned(), duplicates));
             }
         }
         let pending = Mutex::new(by_source.keys().cloned().collect());
-        CountedSources { by_source, pending }
+        WarnedDuplicates { by_source, pending }
+    }
+
+    /// The sources whose checks here no view counts.
+    fn queried(&self) -> Vec<SourceKey> {
+        self.by_source.iter().filter(|(_, (view, _))| view.is_none()).map(|(k, _)| k.clone()).collect()
     }
 
     /// The checks of source `key` that its readers wait for.
@@ -450,14 +485,15 @@ impl CountedSources {
         }
     }
 
-    /// The sources `view` counts, with their counted checks.
+    /// The sources `view` counts, with their checks here.
     fn of_view(&self, view: &str) -> Vec<(&SourceKey, &[TestDecl])> {
-        self.by_source.iter().filter(|(_, (v, _))| v == view).map(|(k, (_, d))| (k, d.as_slice())).collect()
+        self.by_source.iter().filter(|(_, (v, _))| v.as_deref() == Some(view)).map(|(k, (_, d))| (k, d.as_slice())).collect()
     }
 
-    /// Claim the counted checks of `key` to run them; false once claimed.
-    fn claim(&self, key: &SourceKey) -> bool {
-        self.pending.lock().is_ok_and(|mut p| p.remove(key))
+    /// Claim the checks here of `key` to run them: None once claimed.
+    fn claim(&self, key: &SourceKey) -> Option<Vec<TestDecl>> {
+        let claimed = self.pending.lock().is_ok_and(|mut p| p.remove(key));
+        claimed.then(|| self.by_source.get(key).map(|(_, d)| d.clone())).flatten()
     }
 
     /// The counted checks not claimed yet, claimed now.
@@ -471,7 +507,7 @@ impl CountedSources {
 type Executed = (Option<Written>, Option<String>);
 
 /// Run one node; on success the node resolves to its new data for dependents.
-async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Auditor>>, counted_sources: &CountedSources) -> Result<Executed, String> {
+async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Auditor>>, duplicates: &WarnedDuplicates) -> Result<Executed, String> {
     let node = &compiled.nodes[name];
     let engine = &compiled.engine;
     let compiled_path = compiled.compiled_path(node).display().to_string();
@@ -490,7 +526,7 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         };
         // Checked once, read by the rest of the run: see `stage_view`.
         let start = std::time::Instant::now();
-        let sources = counted_sources.of_view(name);
+        let sources = duplicates.of_view(name);
         let mut tables: Vec<(&SourceKey, TableKeys)> = Vec::new();
         for (key, checks) in &sources {
             let source = format!("{}.{}", key.0, key.1);
@@ -507,7 +543,7 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         let mut outcomes = auditor.check_counted(engine, name, &quote_ident(name), decls, Some(&upstream), &staged.own).await;
         // The sources' checks counted here (queried where the plan did not
         // sort the source): one that cannot run blocks this reader.
-        for (key, checks) in sources.into_iter().filter(|(key, _)| counted_sources.claim(key)) {
+        for (key, checks) in sources.into_iter().filter(|(key, _)| duplicates.claim(key).is_some()) {
             let counted = tables.iter().zip(&staged.tables).filter(|((k, _), _)| *k == key).filter_map(|((_, t), c)| Some((t.key.clone(), c.clone()?))).collect();
             let source = format!("{}.{}", key.0, key.1);
             let checked = auditor.check_counted(engine, &source, &relation_sql(&source), checks, None, &counted).await;

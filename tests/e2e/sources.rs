@@ -363,12 +363,16 @@ select * exclude (_first) from (
     assert!(!log.contains("tables=[\"\\\"crm"), "{log}");
     assert_eq!(result_of(&run_results(d), "stg_opportunities")["status"], "skipped");
 
-    // A view that does not sort the source has it queried instead; so does
-    // a view that fails, once the run has ended. Same answer each time.
+    // A checked view that does not sort the source has it queried instead;
+    // so does a checked view that fails, once the run has ended, and, in a
+    // slot of its own, a source no checked view reads. Same answer each time.
     let view = d.join("models/stg_opportunities.sql");
-    for (sql, code) in [("select * from {{ source('crm', 'opportunities') }}", 0), ("select opportunity_id, amount * cast(opportunity_id as int) as amount from {{ source('crm', 'opportunities') }}", 1)] {
+    let checked = "models:\n  - name: stg_opportunities\n    data_tests:\n      - row_count: {min: 1}\n";
+    let all = "select * from {{ source('crm', 'opportunities') }}";
+    let failing = "select opportunity_id, amount * cast(opportunity_id as int) as amount from {{ source('crm', 'opportunities') }}";
+    for (sql, yml, code) in [(all, checked, 0), (failing, checked, 1), (all, "models: []\n", 0)] {
         std::fs::write(&view, format!("{{{{ config(materialized='view') }}}}\n{sql}\n")).unwrap();
-        std::fs::write(d.join("models/models.yml"), "models:\n  - name: stg_opportunities\n    data_tests:\n      - row_count: {min: 1}\n").unwrap();
+        std::fs::write(d.join("models/models.yml"), yml).unwrap();
         let out = build(&[]);
         let log = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{log}");
