@@ -2,7 +2,8 @@
 //! up to `limit` whole rows written as Parquet to the run's audit folder.
 //! Only failed and warned checks pay for these extra queries.
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrameWriteOptions;
@@ -10,6 +11,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::{ident, Expr};
 use url::Url;
 
+use super::key_runs::KEY_ROWS;
 use super::{evaluate::filter, Assertion, Kind, Outcome};
 use crate::plan::Engine;
 use crate::render::quote_ident;
@@ -100,8 +102,11 @@ pub async fn collect(engine: &Engine, a: &Assertion, key: &[String], o: &mut Out
 
 /// Up to [`Assertion::rows_kept`] rows of `a`'s relation (within its filter)
 /// whose `columns` hold one of `keys`: a semi join on a few keys, where
-/// [`failing_rows_sql`] would group the whole relation again.
+/// [`failing_rows_sql`] would group the whole relation again. Only the first
+/// keys whose rows all fit are joined, so that every stored key shows all of
+/// its duplicates (not the first row of many keys).
 async fn rows_with_keys(engine: &Engine, a: &Assertion, columns: &[String], keys: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, DataFusionError> {
+    let keys = keys_whose_rows_fit(&keys, a.rows_kept());
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -116,6 +121,24 @@ async fn rows_with_keys(engine: &Engine, a: &Assertion, columns: &[String], keys
         .limit(0, Some(a.rows_kept()))?
         .collect()
         .await
+}
+
+/// The first of `keys` (a duplicates check's, with their row counts in
+/// [`KEY_ROWS`]) whose rows add up to at most `n`; at least the first key.
+fn keys_whose_rows_fit(keys: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
+    let mut rows = 0;
+    let mut fitting = 0;
+    'batches: for b in keys {
+        let Some(counts) = b.column_by_name(KEY_ROWS).and_then(|c| c.as_primitive_opt::<Int64Type>()) else { return first_rows(keys, n) };
+        for c in counts.iter() {
+            rows += usize::try_from(c.unwrap_or(1)).unwrap_or(1);
+            if rows > n && fitting > 0 {
+                break 'batches;
+            }
+            fitting += 1;
+        }
+    }
+    first_rows(keys, fitting)
 }
 
 /// Up to [`SAMPLE_ROWS`] distinct failing rows, shown by their `key` columns
@@ -188,6 +211,21 @@ mod tests {
         let batches = [batch(&[1, 1, 2], &["a", "b", "c"]), batch(&[3, 4, 5, 6, 7], &["d", "e", "f", "g", "h"])];
         assert_eq!(sample(&batches, &["id".to_string()]), ["id=1", "id=2", "id=3", "id=4", "id=5"]);
         assert_eq!(sample(&batches[..1], &[]), ["id=1, name=a", "id=1, name=b", "id=2, name=c"]);
+    }
+
+    #[test]
+    fn only_keys_whose_rows_all_fit_are_kept() {
+        let keys = |ids: &[i64], counts: &[i64]| {
+            let schema = Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new(KEY_ROWS, DataType::Int64, false)]);
+            RecordBatch::try_new(Arc::new(schema), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(Int64Array::from(counts.to_vec()))]).unwrap()
+        };
+        let batches = [keys(&[1, 2], &[2, 3]), keys(&[3, 4], &[2, 9])];
+        let kept = |n: usize| keys_whose_rows_fit(&batches, n).iter().map(|b| b.num_rows()).sum::<usize>();
+        // 2 + 3 + 2 rows fit in 7 or 8; the fourth key's 9 rows would not.
+        assert_eq!((kept(7), kept(8), kept(100)), (3, 3, 4));
+        assert_eq!((kept(4), kept(5)), (1, 2));
+        // A first key with more rows than fit is kept all the same (its first rows are stored).
+        assert_eq!(kept(1), 1);
     }
 
     #[test]
