@@ -4,12 +4,12 @@
 //!
 //! With an [`Auditor`] (`tally build`), each source's checks are a task of
 //! their own that the nodes reading it wait for; nodes reading a failed
-//! source are skipped. (Its warn-level duplicates checks are the exception: a
-//! checked view reading the source counts them as it sorts it, see
-//! [`WarnedDuplicates`].) Each node's checks gate it: a stored node is written,
-//! audited on exactly the written files and published only if no error-level
-//! check fails. A checked view's rows are computed once, checked, and read by
-//! the rest of the run (see [`stage_view`]).
+//! source are skipped. (Its warn-level duplicates checks are the exception:
+//! no reader waits for them, see [`WarnedDuplicates`].) Each node's checks
+//! gate it: a stored node is written, audited on exactly the written files
+//! and published only if no error-level check fails. A checked view's rows
+//! are computed once, checked, and read by the rest of the run (see
+//! [`stage_view`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -180,8 +180,8 @@ pub async fn run(
         }
         s.finish(name, r);
     }
-    // Counted checks whose view never ran them (it failed before its checks,
-    // or was skipped) are queried now.
+    // Warned duplicates whose view never ran them (it failed before its
+    // checks, or was skipped) are queried now.
     if let Some(a) = &auditor {
         for (key, decls) in duplicates.left() {
             let name = format!("{}.{}", key.0, key.1);
@@ -496,7 +496,7 @@ impl WarnedDuplicates {
         claimed.then(|| self.by_source.get(key).map(|(_, d)| d.clone())).flatten()
     }
 
-    /// The counted checks not claimed yet, claimed now.
+    /// The checks here not claimed yet, claimed now.
     fn left(&self) -> Vec<(SourceKey, Vec<TestDecl>)> {
         let left = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
         left.into_iter().filter_map(|k| self.by_source.get(&k).map(|(_, d)| (k, d.clone()))).collect()
