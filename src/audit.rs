@@ -226,10 +226,17 @@ pub fn keys_to_count(relation: &str, decls: &[TestDecl]) -> Vec<(Vec<String>, us
 /// warn-level, so that none holds back the source's readers, and on every row
 /// (no `where`). Otherwise all of `decls` are others.
 pub fn split_warned_duplicates(relation: &str, decls: &[TestDecl]) -> (Vec<TestDecl>, Vec<TestDecl>) {
-    let is_duplicates = |d: &TestDecl| assertions::parse(relation, relation, d).is_ok_and(|a| matches!(a.kind, Kind::Duplicates { .. }));
-    let (duplicates, others): (Vec<TestDecl>, Vec<TestDecl>) = decls.iter().cloned().partition(is_duplicates);
-    let warned = |d: &TestDecl| assertions::parse(relation, relation, d).is_ok_and(|a| a.severity == Severity::Warn && a.filter.is_none());
-    if duplicates.iter().all(warned) { (others, duplicates) } else { (decls.to_vec(), Vec::new()) }
+    let (mut others, mut duplicates, mut all_warned) = (Vec::new(), Vec::new(), true);
+    for d in decls {
+        match assertions::parse(relation, relation, d) {
+            Ok(a) if matches!(a.kind, Kind::Duplicates { .. }) => {
+                all_warned &= a.severity == Severity::Warn && a.filter.is_none();
+                duplicates.push(d.clone());
+            }
+            _ => others.push(d.clone()),
+        }
+    }
+    if all_warned { (others, duplicates) } else { (decls.to_vec(), Vec::new()) }
 }
 
 /// Every check of the project as the one query dbt would run for it (the

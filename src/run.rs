@@ -450,6 +450,8 @@ async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], 
 struct WarnedDuplicates {
     /// Source -> the view that counts it (None: queried), and those checks.
     by_source: BTreeMap<SourceKey, (Option<String>, Vec<TestDecl>)>,
+    /// Source -> its other checks, which its readers wait for.
+    ahead: BTreeMap<SourceKey, Vec<TestDecl>>,
     /// Sources whose checks here have not run yet.
     pending: Mutex<BTreeSet<SourceKey>>,
 }
@@ -458,17 +460,18 @@ impl WarnedDuplicates {
     /// For each checked source (-> its selected readers), the first reader that
     /// is a checked view, staged by the build, if there is one.
     fn new(compiled: &Compiled, checked_sources: &BTreeMap<SourceKey, BTreeSet<String>>) -> Self {
-        let mut by_source = BTreeMap::new();
+        let (mut by_source, mut ahead) = (BTreeMap::new(), BTreeMap::new());
         for (key, readers) in checked_sources {
             let Some(decl) = compiled.project.sources.get(key) else { continue };
-            let (_, duplicates) = split_warned_duplicates(&format!("{}.{}", key.0, key.1), &decl.tests);
+            let (others, duplicates) = split_warned_duplicates(&format!("{}.{}", key.0, key.1), &decl.tests);
             if !duplicates.is_empty() {
                 let staged = |r: &&String| !compiled.nodes[r.as_str()].materialized.is_stored() && !compiled.project.tests_of(r).is_empty();
                 by_source.insert(key.clone(), (readers.iter().find(staged).cloned(), duplicates));
+                ahead.insert(key.clone(), others);
             }
         }
         let pending = Mutex::new(by_source.keys().cloned().collect());
-        WarnedDuplicates { by_source, pending }
+        WarnedDuplicates { by_source, ahead, pending }
     }
 
     /// The sources whose checks here no view counts.
@@ -478,10 +481,9 @@ impl WarnedDuplicates {
 
     /// The checks of source `key` that its readers wait for.
     fn checked_ahead(&self, compiled: &Compiled, key: &SourceKey) -> Vec<TestDecl> {
-        let decls = compiled.project.sources.get(key).map(|d| d.tests.clone()).unwrap_or_default();
-        match self.by_source.contains_key(key) {
-            true => split_warned_duplicates(&format!("{}.{}", key.0, key.1), &decls).0,
-            false => decls,
+        match self.ahead.get(key) {
+            Some(others) => others.clone(),
+            None => compiled.project.sources.get(key).map(|d| d.tests.clone()).unwrap_or_default(),
         }
     }
 

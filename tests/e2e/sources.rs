@@ -243,23 +243,12 @@ select opportunity_id, amount from (
     )
     .unwrap();
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["build", "--project-dir"])
-        .arg(d)
-        .env("TALLY_LOG", "tally=debug")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{log}");
+    let (code, log) = build_logged(d, &[]);
+    assert_eq!(code, Some(0), "{log}");
     assert!(log.contains(r#"counted=[["opportunity_id"]]"#), "{log}");
     // Every row was staged: 2 × 1000.50 + 2 × 250.00 + 9.99.
     assert_eq!(rows(&read_delta(&d.join("warehouse/twice_total"))), ["total=2510.9900"]);
-    let unique = |d: &std::path::Path| {
-        let r = run_results(d);
-        r["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "unique_stg_twice_opportunity_id").unwrap().clone()
-    };
-    let built = unique(d);
+    let built = assertion(d, "unique_stg_twice_opportunity_id");
     // 5 non-null keys, 3 distinct: 2 rows beyond their key's first.
     assert_eq!((built["status"].as_str(), built["rows_checked"].as_u64(), built["failing_rows"].as_u64()), (Some("warn"), Some(5), Some(2)), "{built}");
     let stored = std::path::PathBuf::from(built["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
@@ -268,7 +257,7 @@ select opportunity_id, amount from (
     assert_eq!(failing, ["opportunity_id=o1, amount=1000.5000", "opportunity_id=o1, amount=1000.5000", "opportunity_id=o2, amount=250.0000", "opportunity_id=o2, amount=250.0000"]);
 
     tally(d, &["test"]).assert_code(0);
-    let tested = unique(d);
+    let tested = assertion(d, "unique_stg_twice_opportunity_id");
     assert_eq!((tested["rows_checked"].as_u64(), tested["failing_rows"].as_u64()), (Some(5), Some(2)), "{tested}");
 }
 
@@ -317,24 +306,9 @@ select * exclude (_first) from (
     )
     .unwrap();
 
-    let build = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-            .arg("build")
-            .args(args)
-            .arg("--project-dir")
-            .arg(d)
-            .env("TALLY_LOG", "tally=debug")
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap()
-    };
-    let duplicates = |d: &std::path::Path| {
-        let r = run_results(d);
-        r["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "duplicates_crm_opportunities_opportunity_id").unwrap().clone()
-    };
-    let out = build(&[]);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{log}");
+    let duplicates = |d: &std::path::Path| assertion(d, "duplicates_crm_opportunities_opportunity_id");
+    let (code, log) = build_logged(d, &[]);
+    assert_eq!(code, Some(0), "{log}");
     assert!(log.contains(r#"tables=["\"crm\".\"opportunities\"[\"opportunity_id\"]"]"#), "{log}");
     let built = duplicates(d);
     assert_eq!((built["status"].as_str(), built["rows_checked"].as_u64(), built["failing_rows"].as_u64()), (Some("warn"), Some(5), Some(2)), "{built}");
@@ -357,9 +331,8 @@ select * exclude (_first) from (
     let tested = duplicates(d);
     assert_eq!((tested["rows_checked"].as_u64(), tested["failing_rows"].as_u64()), (Some(5), Some(2)), "{tested}");
 
-    let out = build(&["--warn-error"]);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{log}");
+    let (code, log) = build_logged(d, &["--warn-error"]);
+    assert_eq!(code, Some(1), "{log}");
     assert!(!log.contains("tables=[\"\\\"crm"), "{log}");
     assert_eq!(result_of(&run_results(d), "stg_opportunities")["status"], "skipped");
 
@@ -373,11 +346,30 @@ select * exclude (_first) from (
     for (sql, yml, code) in [(all, checked, 0), (failing, checked, 1), (all, "models: []\n", 0)] {
         std::fs::write(&view, format!("{{{{ config(materialized='view') }}}}\n{sql}\n")).unwrap();
         std::fs::write(d.join("models/models.yml"), yml).unwrap();
-        let out = build(&[]);
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(code), "{log}");
+        let (exit, log) = build_logged(d, &[]);
+        assert_eq!(exit, Some(code), "{log}");
         assert!(!log.contains("tables=[\"\\\"crm"), "{log}");
         let queried = duplicates(d);
         assert_eq!((queried["rows_checked"].as_u64(), queried["failing_rows"].as_u64()), (Some(5), Some(2)), "{sql}: {queried}");
     }
+}
+
+/// `tally build` with `args` and debug logging: its exit code and its log.
+fn build_logged(d: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("build")
+        .args(args)
+        .arg("--project-dir")
+        .arg(d)
+        .env("TALLY_LOG", "tally=debug")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The last run's result of the check called `name`.
+fn assertion(d: &std::path::Path, name: &str) -> serde_json::Value {
+    let r = run_results(d);
+    r["assertions"].as_array().unwrap().iter().find(|a| a["name"] == name).unwrap().clone()
 }
