@@ -3,7 +3,8 @@
 //! If the fused query fails (say, a bad `expression`), each of its checks is
 //! retried alone so the failure lands on the check that caused it.
 //!
-//! Duplicates are one aggregation of rows per key, which also yields the
+//! Duplicates are one scan of the key columns, counted by key hash (see
+//! [`KeyHashes`]), which also yields the
 //! duplicated keys: a failed check's rows are then found by those keys
 //! (see [`failing::collect`](super::failing::collect)) instead of by
 //! grouping the whole relation a second time.
@@ -11,14 +12,14 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
-use datafusion::arrow::compute::{filter_record_batch, kernels::cmp::gt, sum};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::error::DataFusionError;
 use futures::StreamExt;
 
 use super::failing::first_rows;
-use super::key_runs::{Counted, KEY_ROWS};
+use super::key_hashes::KeyHashes;
+use super::key_runs::Counted;
 use super::{Assertion, Kind, Outcome, Status};
 use crate::plan::Engine;
 use crate::render::quote_ident;
@@ -226,33 +227,28 @@ async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<
     Ok(((row[0], row[1]), Vec::new()))
 }
 
-/// Rows per non-null key, in one aggregation: (rows checked, rows beyond
-/// each key's first), and up to [`Assertion::rows_kept`] duplicated keys.
+/// Rows per non-null key, counted by [`KeyHashes`] on every partition of a
+/// scan of the key columns at once: (rows checked, rows beyond each key's
+/// first), and up to [`Assertion::rows_kept`] duplicated keys.
 async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Result<((u64, u64), Vec<RecordBatch>), String> {
     let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-    let sql = format!("select {cols}, count(*) as {KEY_ROWS} from {} where {} and {} group by {cols}", a.relation_sql, filter(a), no_null(columns));
+    let sql = format!("select {cols} from {} where {} and {}", a.relation_sql, filter(a), no_null(columns));
     let clean = |e: DataFusionError| crate::plan::clean_message(&e);
-    let mut groups = engine.ctx.sql(&sql).await.map_err(clean)?.execute_stream().await.map_err(clean)?;
-    let (mut rows, mut keys, mut kept_rows) = (0u64, 0u64, 0usize);
-    let mut kept = Vec::new();
-    let keep = a.rows_kept();
-    let one = Int64Array::new_scalar(1);
-    while let Some(batch) = groups.next().await {
-        let batch = batch.map_err(clean)?;
-        let n = batch.column(columns.len()).as_primitive_opt::<Int64Type>().ok_or("a key's row count is not a bigint")?;
-        rows += sum(n).unwrap_or(0).max(0) as u64;
-        keys += batch.num_rows() as u64;
-        if kept_rows < keep {
-            let dup = gt(n, &one).map_err(|e| e.to_string())?;
-            let dup = filter_record_batch(&batch, &dup).map_err(|e| e.to_string())?;
-            let dup = dup.slice(0, dup.num_rows().min(keep - kept_rows));
-            kept_rows += dup.num_rows();
-            if dup.num_rows() > 0 {
-                kept.push(dup);
+    let df = engine.ctx.sql(&sql).await.map_err(clean)?;
+    let schema = df.schema().as_arrow().clone();
+    let mut parts = Vec::new();
+    for mut stream in df.execute_stream_partitioned().await.map_err(clean)? {
+        let mut part = KeyHashes::new(&schema, columns).map_err(|e| e.to_string())?;
+        parts.push(tokio::spawn(async move {
+            while let Some(batch) = stream.next().await {
+                part.update(&batch.map_err(|e| clean(e))?).map_err(|e| e.to_string())?;
             }
-        }
+            Ok::<_, String>(part)
+        }));
     }
-    Ok(((rows, rows - keys), kept))
+    let parts = futures::future::try_join_all(parts).await.map_err(|e| e.to_string())?.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let counts = KeyHashes::finish(parts, a.rows_kept()).map_err(|e| e.to_string())?;
+    Ok(((counts.rows, counts.duplicates), counts.keys))
 }
 
 /// SQL for a relation name: a model or seed, or `source.table`.
@@ -286,6 +282,7 @@ async fn single_row(engine: &Engine, sql: &str) -> Result<Vec<u64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assertions::key_runs::KEY_ROWS;
     use crate::assertions::{Severity, Threshold};
 
     fn duplicates_check(limit: Option<usize>) -> Assertion {

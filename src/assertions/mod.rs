@@ -19,6 +19,7 @@
 
 mod evaluate;
 pub mod failing;
+mod key_hashes;
 mod key_runs;
 mod parse;
 
