@@ -172,27 +172,34 @@ async fn fused_counts(engine: &Engine, relation: &str, assertions: &[&Assertion]
     if assertions.is_empty() {
         return Ok(Vec::new());
     }
+    let row = single_row(engine, &fused_sql(relation, assertions)).await?;
+    Ok((0..assertions.len()).map(|i| (row[2 * i], row[2 * i + 1])).collect())
+}
+
+/// The aggregate query of [`fused_counts`]: `c<i>`, `f<i>` per assertion.
+/// Unfiltered counts are plain `count(*)` and `count(column)`, which
+/// DataFusion answers from Parquet footers (no scan at all) when nothing
+/// else in the query needs the rows.
+fn fused_sql(relation: &str, assertions: &[&Assertion]) -> String {
     let mut select = Vec::new();
     for (i, a) in assertions.iter().enumerate() {
         let f = filter(a);
-        let (checked, failing) = match &a.kind {
-            Kind::Completeness { columns, .. } => (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and ({}))", any_null(columns))),
+        let checked = if a.filter.is_none() { "count(*)".to_string() } else { format!("count(*) filter (where {f})") };
+        let failing = match &a.kind {
+            Kind::Completeness { columns, .. } if a.filter.is_none() && columns.len() == 1 => format!("count(*) - count({})", quote_ident(&columns[0])),
+            Kind::Completeness { columns, .. } => format!("count(*) filter (where {f} and ({}))", any_null(columns)),
             Kind::AcceptedValues { column, values } => {
                 let c = quote_ident(column);
-                (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and {c} is not null and {c} not in ({}))", values.join(", ")))
+                format!("count(*) filter (where {f} and {c} is not null and {c} not in ({}))", values.join(", "))
             }
-            Kind::Expression { expr } => (format!("count(*) filter (where {f})"), format!("count(*) filter (where {f} and (({expr})) is false)")),
-            Kind::RowCount { .. } => (format!("count(*) filter (where {f})"), "cast(0 as bigint)".to_string()),
+            Kind::Expression { expr } => format!("count(*) filter (where {f} and (({expr})) is false)"),
+            Kind::RowCount { .. } => "0".to_string(),
             // Never fused (see `fusable`); valid SQL all the same.
-            Kind::Duplicates { .. } | Kind::Relationships { .. } | Kind::Freshness { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => {
-                ("cast(0 as bigint)".to_string(), "cast(0 as bigint)".to_string())
-            }
+            Kind::Duplicates { .. } | Kind::Relationships { .. } | Kind::Freshness { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => "0".to_string(),
         };
         select.push(format!("cast({checked} as bigint) as c{i}, cast({failing} as bigint) as f{i}"));
     }
-    let sql = format!("select {} from {relation}", select.join(", "));
-    let row = single_row(engine, &sql).await?;
-    Ok((0..assertions.len()).map(|i| (row[2 * i], row[2 * i + 1])).collect())
+    format!("select {} from {relation}", select.join(", "))
 }
 
 /// (rows checked, failing rows) of a check that is not fused, and for
@@ -285,20 +292,48 @@ mod tests {
     use crate::assertions::key_runs::KEY_ROWS;
     use crate::assertions::{Severity, Threshold};
 
-    fn duplicates_check(limit: Option<usize>) -> Assertion {
+    fn check(kind: Kind, filter: Option<&str>) -> Assertion {
         Assertion {
-            name: "duplicates_t_k".into(),
+            name: format!("{}_t", kind.name()),
             relation: "t".into(),
             relation_sql: "t".into(),
-            kind: Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 },
+            kind,
             severity: Severity::Warn,
-            filter: Some("v <> 'skip'".into()),
+            filter: filter.map(String::from),
             warn_if: Threshold::NONZERO,
             error_if: Threshold::NONZERO,
-            limit,
+            limit: None,
             file: "t.yml".into(),
             line: 1,
         }
+    }
+
+    fn duplicates_check(limit: Option<usize>) -> Assertion {
+        Assertion { limit, ..check(Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }, Some("v <> 'skip'")) }
+    }
+
+    #[tokio::test]
+    async fn unfiltered_completeness_of_one_column_is_read_from_parquet_footers() {
+        let engine = Engine::new(2);
+        let dir = tempfile::tempdir().unwrap();
+        for (i, rows) in ["(1, 'a'), (null, 'b')", "(3, null), (null, null), (5, 'e')"].iter().enumerate() {
+            let path = dir.path().join(format!("part-{i}.parquet"));
+            let copy = format!("copy (select * from (values {rows}) as v(k, v)) to '{}' stored as parquet", path.display());
+            engine.ctx.sql(&copy).await.unwrap().collect().await.unwrap();
+        }
+        engine.ctx.register_parquet("t", dir.path().to_str().unwrap(), Default::default()).await.unwrap();
+        let completeness = |column: &str| Kind::Completeness { columns: vec![column.into()], min_ratio: 1.0 };
+        let checks = [check(completeness("k"), None), check(completeness("v"), Some("k is not null")), check(Kind::RowCount { min: None, max: None }, None)];
+        let results = evaluate(&engine, &checks, 0, &Counted::new()).await;
+        let counts: Vec<(u64, u64)> = results.iter().map(|r| (r.outcome.rows_checked, r.outcome.failing_rows)).collect();
+        // k: 2 nulls of 5 rows; v where k is not null: (3, null) of 3 rows.
+        assert_eq!(counts[..2], [(5, 2), (3, 1)]);
+        assert_eq!(counts[2].0, 5);
+        // Alone, the unfiltered checks need no scan: the footers' counts answer them.
+        let sql = fused_sql("t", &[&checks[0], &checks[2]]);
+        let plan = engine.ctx.sql(&sql).await.unwrap().create_physical_plan().await.unwrap();
+        let shown = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
+        assert!(!shown.contains("DataSourceExec"), "{shown}");
     }
 
     #[tokio::test]
