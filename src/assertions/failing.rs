@@ -8,7 +8,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{ident, Expr};
+use datafusion::prelude::{ident, Expr, SessionContext};
 use url::Url;
 
 use super::key_runs::KEY_ROWS;
@@ -110,12 +110,15 @@ async fn rows_with_keys(engine: &Engine, a: &Assertion, columns: &[String], keys
     if keys.is_empty() {
         return Ok(Vec::new());
     }
+    // The join's filter on the few keys is applied while the key columns are
+    // decoded, so the other columns are decoded only for the matching rows.
+    let mut state = engine.ctx.state();
+    state.config_mut().options_mut().execution.parquet.pushdown_filters = true;
+    let ctx = SessionContext::new_with_state(state);
     let key_col = |i: usize| format!("__tally_key{i}");
-    let keys = engine.ctx.read_batches(keys)?.select(columns.iter().enumerate().map(|(i, c)| ident(c).alias(key_col(i))).collect::<Vec<_>>())?;
+    let keys = ctx.read_batches(keys)?.select(columns.iter().enumerate().map(|(i, c)| ident(c).alias(key_col(i))).collect::<Vec<_>>())?;
     let on: Vec<Expr> = columns.iter().enumerate().map(|(i, c)| ident(c).eq(ident(key_col(i)))).collect();
-    engine
-        .ctx
-        .sql(&format!("select * from {} where {}", a.relation_sql, filter(a)))
+    ctx.sql(&format!("select * from {} where {}", a.relation_sql, filter(a)))
         .await?
         .join_on(keys, JoinType::LeftSemi, on)?
         .limit(0, Some(a.rows_kept()))?
