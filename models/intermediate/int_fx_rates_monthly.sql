@@ -7,9 +7,17 @@ with bounds as (
     from (
         select month as m from {{ ref('stg_fx_rates') }}
         union all
-        select {{ month_of('start_date') }} from {{ source('raw', 'billing_subscriptions') }}
-        union all
-        select {{ month_of('close_date') }} from {{ source('raw', 'crm_opportunities') }}
+        -- A month is monotonic in its date, so the bounds of the months are
+        -- the months of the dates' bounds, which Parquet footers hold (no scan).
+        select {{ month_of('d') }} from (
+            select min(start_date) as d from {{ source('raw', 'billing_subscriptions') }}
+            union all
+            select max(start_date) from {{ source('raw', 'billing_subscriptions') }}
+            union all
+            select min(close_date) from {{ source('raw', 'crm_opportunities') }}
+            union all
+            select max(close_date) from {{ source('raw', 'crm_opportunities') }}
+        ) dates
         union all
         select as_of_month from {{ ref('int_as_of') }}
     ) months
