@@ -248,7 +248,7 @@ async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Resul
         let mut part = KeyHashes::new(&schema, columns).map_err(|e| e.to_string())?;
         parts.push(tokio::spawn(async move {
             while let Some(batch) = stream.next().await {
-                part.update(&batch.map_err(|e| clean(e))?).map_err(|e| e.to_string())?;
+                part.update(&batch.map_err(clean)?).map_err(|e| e.to_string())?;
             }
             Ok::<_, String>(part)
         }));
