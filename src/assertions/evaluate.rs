@@ -4,10 +4,10 @@
 //! retried alone so the failure lands on the check that caused it.
 //!
 //! Duplicates are one scan of the key columns, counted by key hash (see
-//! [`KeyHashes`]), which also yields the
-//! duplicated keys: a failed check's rows are then found by those keys
-//! (see [`failing::collect`](super::failing::collect)) instead of by
-//! grouping the whole relation a second time.
+//! [`KeyHashes`]), which also yields the duplicated keys: a failed check's
+//! rows are then found by those keys (see
+//! [`failing::collect`](super::failing::collect)) instead of by grouping the
+//! whole relation a second time.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -193,9 +193,11 @@ fn fused_sql(relation: &str, assertions: &[&Assertion]) -> String {
                 format!("count(*) filter (where {f} and {c} is not null and {c} not in ({}))", values.join(", "))
             }
             Kind::Expression { expr } => format!("count(*) filter (where {f} and (({expr})) is false)"),
-            Kind::RowCount { .. } => "0".to_string(),
-            // Never fused (see `fusable`); valid SQL all the same.
-            Kind::Duplicates { .. } | Kind::Relationships { .. } | Kind::Freshness { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => "0".to_string(),
+            // A row count fails as a whole; the rest are never fused (see
+            // `fusable`), valid SQL all the same.
+            Kind::RowCount { .. } | Kind::Duplicates { .. } | Kind::Relationships { .. } | Kind::Freshness { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => {
+                "0".to_string()
+            }
         };
         select.push(format!("cast({checked} as bigint) as c{i}, cast({failing} as bigint) as f{i}"));
     }

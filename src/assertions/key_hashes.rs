@@ -120,17 +120,12 @@ fn sorted_by_key(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{ArrayRef, AsArray, Int32Array, StringArray};
-    use datafusion::arrow::datatypes::Int64Type;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Int32Type, Int64Type};
     use std::collections::BTreeMap;
 
+    use super::super::key_runs::tests::batch;
     use super::super::key_runs::KEY_ROWS;
-
-    fn batch(ids: &[Option<&str>], days: &[Option<i32>]) -> RecordBatch {
-        let ids: ArrayRef = Arc::new(ids.iter().copied().collect::<StringArray>());
-        let days: ArrayRef = Arc::new(days.iter().copied().collect::<Int32Array>());
-        RecordBatch::try_from_iter([("id", ids), ("day", days)]).unwrap()
-    }
 
     fn key() -> Vec<String> {
         vec!["id".into(), "day".into()]
@@ -153,7 +148,7 @@ mod tests {
     fn kept(counts: &KeyCounts) -> Vec<(String, i32, i64)> {
         let mut out = Vec::new();
         for b in &counts.keys {
-            let (ids, days) = (b.column(0).as_string::<i32>(), b.column(1).as_primitive::<datafusion::arrow::datatypes::Int32Type>());
+            let (ids, days) = (b.column(0).as_string::<i32>(), b.column(1).as_primitive::<Int32Type>());
             let n = b.column_by_name(KEY_ROWS).unwrap().as_primitive::<Int64Type>();
             out.extend((0..b.num_rows()).map(|i| (ids.value(i).to_string(), days.value(i), n.value(i))));
         }

@@ -127,12 +127,13 @@ impl KeyRuns {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use datafusion::arrow::array::{AsArray, Int32Array, StringArray};
     use datafusion::arrow::datatypes::Int64Type;
 
-    fn batch(ids: &[Option<&str>], days: &[Option<i32>]) -> RecordBatch {
+    /// Rows of (id, day), for the counters' tests.
+    pub(in crate::assertions) fn batch(ids: &[Option<&str>], days: &[Option<i32>]) -> RecordBatch {
         let ids: ArrayRef = Arc::new(ids.iter().copied().collect::<StringArray>());
         let days: ArrayRef = Arc::new(days.iter().copied().collect::<Int32Array>());
         RecordBatch::try_from_iter([("id", ids), ("day", days)]).unwrap()
