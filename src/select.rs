@@ -108,10 +108,37 @@ fn matches(method: &Method, node: &NodeFacts<'_>) -> bool {
             let p = Path::new(prefix);
             node.path.starts_with(p) || node.path.with_extension("") == p || node.path == p
         }
-        Method::Source(s) => node.sources.iter().any(|(src, table)| {
-            s == src || *s == format!("{src}.{table}") || wildcard(s, &format!("{src}.{table}"))
-        }),
+        Method::Source(s) => node.sources.iter().any(|(src, table)| source_matches(s, src, table)),
     }
+}
+
+/// Whether `source:<pattern>` names source table `src.table`: the whole
+/// source, the table, or a wildcard over `src.table`.
+fn source_matches(pattern: &str, src: &str, table: &str) -> bool {
+    pattern == src || wildcard(pattern, &format!("{src}.{table}"))
+}
+
+/// The source tables whose own checks a selection takes in: every one of
+/// `all` when `select` is empty, else those its `source:` selectors name;
+/// minus those `exclude`'s `source:` selectors name. (Graph operators on a
+/// `source:` selector add the nodes reading it, which [`resolve`] returns.)
+pub fn sources<'a>(all: impl IntoIterator<Item = &'a (String, String)>, select: &[String], exclude: &[String]) -> Result<BTreeSet<(String, String)>> {
+    let patterns = |v: &[String]| -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for token in v.iter().flat_map(|s| s.split_whitespace()) {
+            if let Method::Source(s) = parse(token)?.method {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    };
+    let (wanted, unwanted) = (patterns(select)?, patterns(exclude)?);
+    let named = |patterns: &[String], (src, table): &(String, String)| patterns.iter().any(|p| source_matches(p, src, table));
+    Ok(all
+        .into_iter()
+        .filter(|key| (select.iter().all(|s| s.trim().is_empty()) || named(&wanted, key)) && !named(&unwanted, key))
+        .cloned()
+        .collect())
 }
 
 /// `*` matches any run of characters.
@@ -145,6 +172,25 @@ mod tests {
         assert!(s.ancestors && s.descendants);
         assert_eq!(s.method, Method::Tag("nightly".into()));
         assert!(parse("bogus:x").is_err());
+    }
+
+    #[test]
+    fn sources_named_by_a_selection() {
+        let all = [("crm".to_string(), "accounts".to_string()), ("crm".to_string(), "leads".to_string()), ("billing".to_string(), "subs".to_string())];
+        let names = |select: &[&str], exclude: &[&str]| -> Vec<String> {
+            let (select, exclude): (Vec<String>, Vec<String>) = (select.iter().map(|s| s.to_string()).collect(), exclude.iter().map(|s| s.to_string()).collect());
+            sources(&all, &select, &exclude).unwrap().into_iter().map(|(s, t)| format!("{s}.{t}")).collect()
+        };
+        // No selection: every source; models named alone take in none.
+        assert_eq!(names(&[], &[]), ["billing.subs", "crm.accounts", "crm.leads"]);
+        assert!(names(&["stg_accounts", "tag:x"], &[]).is_empty());
+        // A table, a whole source, a wildcard; `+` changes nothing here.
+        assert_eq!(names(&["source:crm.leads"], &[]), ["crm.leads"]);
+        assert_eq!(names(&["source:crm+ stg_x"], &[]), ["crm.accounts", "crm.leads"]);
+        assert_eq!(names(&["source:*.subs"], &[]), ["billing.subs"]);
+        // Excluded by `source:` only.
+        assert_eq!(names(&[], &["source:crm.accounts", "billing"]), ["billing.subs", "crm.leads"]);
+        assert!(sources(&all, &["nope:x".to_string()], &[]).is_err());
     }
 
     #[test]

@@ -30,11 +30,10 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
         let never_built = unbuilt.contains(name) || c.dag.ancestors(name).iter().any(|a| unbuilt.contains(a));
         relations.push((name.to_string(), wanted(c.project.tests_of(name)), never_built, true));
     }
-    if sel.select.is_empty() {
-        for ((s, t), decl) in &c.project.sources {
-            let used = c.sources.contains_key(&(s.clone(), t.clone()));
-            relations.push((format!("{s}.{t}"), wanted(&decl.tests), !used, false));
-        }
+    // The sources' own checks: all of them, or those `source:` selectors name.
+    let sources = crate::select::sources(c.project.sources.keys(), &sel.select, &sel.exclude)?;
+    for (key, decl) in c.project.sources.iter().filter(|(key, _)| sources.contains(*key)) {
+        relations.push((format!("{}.{}", key.0, key.1), wanted(&decl.tests), !c.sources.contains_key(key), false));
     }
     for (relation, decls, never_built, is_node) in relations {
         if never_built {
@@ -50,6 +49,9 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
         let (runnable, unready): (Vec<&SingularTest>, Vec<&SingularTest>) = tests.into_iter().partition(|t| !t.refs.iter().any(|r| unbuilt.contains(r)));
         auditor.check_singular(&c.engine, &runnable).await;
         auditor.record(unready.iter().map(|t| not_ready(t, "reads a model that has not been built; run `tally build` first")).collect());
+    }
+    if auditor.outcomes().is_empty() {
+        eprintln!("warning: the selection has no checks; nothing was tested");
     }
     let failed = finish(&c, "test", &run_id, &auditor, &[], start, gate, global.quiet).await?;
     Ok(if failed { 1 } else { 0 })

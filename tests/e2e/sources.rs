@@ -173,6 +173,33 @@ fn a_failed_source_skips_its_readers_only() {
     assert!(!scratch.exists() || std::fs::read_dir(&scratch).unwrap().next().is_none(), "scratch left behind");
 }
 
+/// `tally test --select source:...` runs the named sources' own checks (and
+/// those of the models reading them), `--exclude source:...` leaves a
+/// source's checks out, and a selection with no checks says so.
+#[test]
+fn tally_test_selects_sources_by_name() {
+    let sources = SOURCES
+        .replace("      - name: accounts\n", "      - name: accounts\n        data_tests:\n          - duplicates: {columns: [account_id]}\n")
+        .replace("      - name: opportunities\n", "      - name: opportunities\n        data_tests:\n          - completeness: {columns: [account_id], min_ratio: 1}\n");
+    let dir = project(&sources);
+    let d = dir.path();
+    let checked = |args: &[&str], code: i32| -> Vec<String> {
+        let run = tally(d, &[&["test"], args].concat());
+        run.assert_code(code);
+        let r = run_results(d);
+        r["assertions"].as_array().unwrap().iter().map(|a| format!("{} {}", a["name"].as_str().unwrap(), a["status"].as_str().unwrap())).collect()
+    };
+    // o3 has no account: the opportunities' completeness fails.
+    assert_eq!(checked(&["-s", "source:crm.opportunities"], 1), ["completeness_crm_opportunities_account_id fail"]);
+    assert_eq!(checked(&["-s", "source:crm.accounts"], 0), ["duplicates_crm_accounts_account_id pass"]);
+    assert_eq!(checked(&["-s", "source:crm"], 1).len(), 2);
+    assert_eq!(checked(&["--exclude", "source:crm.opportunities"], 0), ["duplicates_crm_accounts_account_id pass"]);
+    // A model with no checks: nothing to test, and a warning saying so.
+    let run = tally(d, &["test", "-s", "account_pipeline"]);
+    run.assert_code(0);
+    assert!(run.stderr.contains("warning: the selection has no checks; nothing was tested"), "{}", run.stderr);
+}
+
 /// A checked view stages only the columns the build reads: its checks', its
 /// readers', other relations' checks' and singular tests'. Each of them still
 /// finds what it reads, and a warned check's stored rows hold those columns.
