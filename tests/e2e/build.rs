@@ -108,6 +108,51 @@ fn compile_writes_sql_and_typed_manifest_without_running() {
     assert_eq!(manifest["nodes"]["model.big_orders"]["materialized"], "ephemeral");
 }
 
+/// One query file per check under target/compiled/assertions; a check
+/// removed since the last compile leaves no file behind, nor an empty folder.
+#[test]
+fn compile_removes_the_queries_of_removed_checks() {
+    let dir = fixture("dbt_style");
+    let d = dir.path();
+    let checks = |d: &std::path::Path| -> Vec<String> {
+        let root = d.join("target/compiled/assertions");
+        let mut out = Vec::new();
+        for relation in std::fs::read_dir(&root).unwrap() {
+            let relation = relation.unwrap();
+            for f in std::fs::read_dir(relation.path()).unwrap() {
+                out.push(format!("{}/{}", relation.file_name().to_string_lossy(), f.unwrap().file_name().to_string_lossy()));
+            }
+        }
+        out.sort();
+        out
+    };
+    tally(d, &["compile", "-q"]).assert_code(0);
+    let before = checks(d);
+    assert!(before.contains(&"customers/unique_customers_customer_id.sql".to_string()), "{before:?}");
+    assert!(before.contains(&"orders/accepted_values_orders_status.sql".to_string()), "{before:?}");
+
+    // customers' two checks are removed from the YAML.
+    let schema = d.join("models/marts/schema.yml");
+    let text = std::fs::read_to_string(&schema).unwrap().replace("        data_tests:\n          - unique\n          - not_null\n", "");
+    std::fs::write(&schema, text).unwrap();
+    tally(d, &["compile", "-q"]).assert_code(0);
+    let after = checks(d);
+    let expected: Vec<String> = before.iter().filter(|c| !c.starts_with("customers/")).cloned().collect();
+    assert_eq!(after, expected);
+    assert!(!d.join("target/compiled/assertions/customers").exists(), "an empty folder is left");
+    // The next compile finds what the last one wrote in its list.
+    let list = std::fs::read_to_string(d.join("target/compiled/assertions.list")).unwrap();
+    let mut listed: Vec<String> = list.lines().map(String::from).collect();
+    listed.sort();
+    assert_eq!(listed, after);
+    std::fs::write(d.join("target/compiled/assertions/orders/stale.sql"), "select 1").unwrap();
+    tally(d, &["compile", "-q"]).assert_code(0);
+    let mut expected = after.clone();
+    expected.push("orders/stale.sql".to_string());
+    expected.sort();
+    assert_eq!(checks(d), expected, "a file no compile wrote is left alone");
+}
+
 #[test]
 fn show_prints_rows_in_each_format() {
     let dir = fixture("diamond");
