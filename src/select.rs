@@ -62,7 +62,6 @@ fn parse(token: &str) -> Result<Selector> {
 
 /// Resolve `--select` (empty: everything) minus `--exclude`.
 pub fn resolve(dag: &Dag, nodes: &[NodeFacts<'_>], select: &[String], exclude: &[String]) -> Result<BTreeSet<String>> {
-    let tokens = |v: &[String]| -> Vec<String> { v.iter().flat_map(|s| s.split_whitespace().map(str::to_string)).collect() };
     let select = tokens(select);
     let mut chosen = if select.is_empty() {
         nodes.iter().map(|n| n.name.to_string()).collect()
@@ -125,8 +124,8 @@ fn source_matches(pattern: &str, src: &str, table: &str) -> bool {
 pub fn sources<'a>(all: impl IntoIterator<Item = &'a (String, String)>, select: &[String], exclude: &[String]) -> Result<BTreeSet<(String, String)>> {
     let patterns = |v: &[String]| -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for token in v.iter().flat_map(|s| s.split_whitespace()) {
-            if let Method::Source(s) = parse(token)?.method {
+        for token in tokens(v) {
+            if let Method::Source(s) = parse(&token)?.method {
                 out.push(s);
             }
         }
@@ -136,9 +135,14 @@ pub fn sources<'a>(all: impl IntoIterator<Item = &'a (String, String)>, select: 
     let named = |patterns: &[String], (src, table): &(String, String)| patterns.iter().any(|p| source_matches(p, src, table));
     Ok(all
         .into_iter()
-        .filter(|key| (select.iter().all(|s| s.trim().is_empty()) || named(&wanted, key)) && !named(&unwanted, key))
+        .filter(|key| (tokens(select).is_empty() || named(&wanted, key)) && !named(&unwanted, key))
         .cloned()
         .collect())
+}
+
+/// The selectors of `--select` or `--exclude`: each value may hold several, space-separated.
+fn tokens(values: &[String]) -> Vec<String> {
+    values.iter().flat_map(|s| s.split_whitespace().map(str::to_string)).collect()
 }
 
 /// `*` matches any run of characters.

@@ -133,16 +133,21 @@ fn sources_are_typed_from_declarations_or_footers() {
     assert!(run.stderr.contains("error: models/sources.yml:6: source `crm.accounts`"), "{}", run.stderr);
 }
 
+/// [`SOURCES`] with a duplicates check on accounts and a completeness check
+/// on opportunities' account_id, which o3 (no account) fails.
+fn checked_sources() -> String {
+    SOURCES
+        .replace("      - name: accounts\n", "      - name: accounts\n        data_tests:\n          - duplicates: {columns: [account_id]}\n")
+        .replace("      - name: opportunities\n", "      - name: opportunities\n        data_tests:\n          - completeness: {columns: [account_id], min_ratio: 1}\n")
+}
+
 /// In `build`, a source's checks gate the nodes reading it (and only them),
 /// and a checked view is computed once into the run's scratch folder, which
 /// is gone when the run ends.
 #[test]
 fn a_failed_source_skips_its_readers_only() {
     // opportunities: o3 has no account: completeness 2/3 < 1, an error.
-    let sources = SOURCES
-        .replace("      - name: accounts\n", "      - name: accounts\n        data_tests:\n          - duplicates: {columns: [account_id]}\n")
-        .replace("      - name: opportunities\n", "      - name: opportunities\n        data_tests:\n          - completeness: {columns: [account_id], min_ratio: 1}\n");
-    let dir = project(&sources);
+    let dir = project(&checked_sources());
     let d = dir.path();
     std::fs::write(
         d.join("models/models.yml"),
@@ -178,10 +183,7 @@ fn a_failed_source_skips_its_readers_only() {
 /// source's checks out, and a selection with no checks says so.
 #[test]
 fn tally_test_selects_sources_by_name() {
-    let sources = SOURCES
-        .replace("      - name: accounts\n", "      - name: accounts\n        data_tests:\n          - duplicates: {columns: [account_id]}\n")
-        .replace("      - name: opportunities\n", "      - name: opportunities\n        data_tests:\n          - completeness: {columns: [account_id], min_ratio: 1}\n");
-    let dir = project(&sources);
+    let dir = project(&checked_sources());
     let d = dir.path();
     let checked = |args: &[&str], code: i32| -> Vec<String> {
         let run = tally(d, &[&["test"], args].concat());
