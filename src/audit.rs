@@ -239,6 +239,15 @@ pub fn split_warned_duplicates(relation: &str, decls: &[TestDecl]) -> (Vec<TestD
     if all_warned { (others, duplicates) } else { (decls.to_vec(), Vec::new()) }
 }
 
+/// Whether a query of `decls`' duplicates checks would also answer one of
+/// its completeness checks (of the same key, on every row: see
+/// [`completeness_by_key`](assertions::completeness_by_key)).
+pub fn duplicates_answer_completeness(relation: &str, decls: &[TestDecl]) -> bool {
+    let parsed: Vec<Assertion> = decls.iter().filter_map(|d| assertions::parse(relation, relation, d).ok()).collect();
+    let all: Vec<usize> = (0..parsed.len()).collect();
+    !assertions::completeness_by_key(&parsed, &all, &Counted::new()).is_empty()
+}
+
 /// Every check of the project as the one query dbt would run for it (the
 /// number of failing rows; a row count; the newest instant for freshness):
 /// (relation, check name, SQL). `tally compile` writes them under

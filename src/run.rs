@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tracing::{info_span, Instrument};
 
 use crate::assertions::relation_sql;
-use crate::audit::{blocking_summary, split_warned_duplicates, warning_summary, Auditor, ModelAudit};
+use crate::audit::{blocking_summary, duplicates_answer_completeness, split_warned_duplicates, warning_summary, Auditor, ModelAudit};
 use crate::compile::{seed_plan, Compiled, Node};
 use crate::materialize::{open_table, stage_view, write_table, At, Audit, TableKeys, ToCount, Written};
 use crate::render::quote_ident;
@@ -444,7 +444,9 @@ async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], 
 /// source's readers (a warning never blocks). A checked view reading the
 /// source counts them as its plan sorts the source (a dedupe window: see
 /// [`TableKeys`]); for a source no checked view reads, they are queried in a
-/// slot nothing else needs. Not with `--warn-error`, where a warning blocks
+/// slot nothing else needs, unless that query also answers a completeness
+/// check of the source (of the same key), which the readers wait for: then
+/// they run with it, ahead. Not with `--warn-error`, where a warning blocks
 /// readers: there they are checked ahead, as the source's other checks are.
 #[derive(Default)]
 struct WarnedDuplicates {
@@ -463,10 +465,16 @@ impl WarnedDuplicates {
         let (mut by_source, mut ahead) = (BTreeMap::new(), BTreeMap::new());
         for (key, readers) in checked_sources {
             let Some(decl) = compiled.project.sources.get(key) else { continue };
-            let (others, duplicates) = split_warned_duplicates(&format!("{}.{}", key.0, key.1), &decl.tests);
+            let name = format!("{}.{}", key.0, key.1);
+            let (others, duplicates) = split_warned_duplicates(&name, &decl.tests);
             if !duplicates.is_empty() {
                 let staged = |r: &&String| !compiled.nodes[r.as_str()].materialized.is_stored() && !compiled.project.tests_of(r).is_empty();
-                by_source.insert(key.clone(), (readers.iter().find(staged).cloned(), duplicates));
+                let view = readers.iter().find(staged).cloned();
+                if view.is_none() && duplicates_answer_completeness(&name, &decl.tests) {
+                    // Queried with the checks ahead, they cost one scan, not two.
+                    continue;
+                }
+                by_source.insert(key.clone(), (view, duplicates));
                 ahead.insert(key.clone(), others);
             }
         }

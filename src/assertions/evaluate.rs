@@ -7,9 +7,10 @@
 //! [`KeyHashes`]), which also yields the duplicated keys: a failed check's
 //! rows are then found by those keys (see
 //! [`failing::collect`](super::failing::collect)) instead of by grouping the
-//! whole relation a second time.
+//! whole relation a second time. That scan reads every row of the key, so
+//! it also answers a completeness check of the same columns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -43,7 +44,9 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64, 
     let mut counts: Vec<Result<(u64, u64), String>> = vec![Err(String::new()); assertions.len()];
     let mut keys: Vec<Vec<RecordBatch>> = vec![Vec::new(); assertions.len()];
     for (relation, idx) in by_relation {
-        let fused: Vec<usize> = idx.iter().copied().filter(|&i| fusable(&assertions[i])).collect();
+        let by_key = completeness_by_key(assertions, &idx, counted);
+        let paired: Vec<usize> = by_key.values().flatten().copied().collect();
+        let fused: Vec<usize> = idx.iter().copied().filter(|&i| fusable(&assertions[i]) && !paired.contains(&i)).collect();
         let start = Instant::now();
         match fused_counts(engine, relation, &fused.iter().map(|&i| &assertions[i]).collect::<Vec<_>>()).await {
             Ok(c) => {
@@ -62,11 +65,19 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64, 
         let own = |a: &Assertion| !fusable(a) && !matches!(a.kind, Kind::Freshness { .. });
         for &i in idx.iter().filter(|&&i| own(&assertions[i])) {
             let start = Instant::now();
-            counts[i] = own_query(engine, &assertions[i], counted).await.map(|(c, k)| {
-                keys[i] = k;
-                c
-            });
+            let found = own_query(engine, &assertions[i], counted).await;
             tracing::debug!(relation, check = %assertions[i].name, seconds = start.elapsed().as_secs_f64(), "check");
+            let null_keys = found.as_ref().ok().and_then(|f| f.null_keys);
+            counts[i] = found.map(|f| {
+                keys[i] = f.keys;
+                f.counts
+            });
+            for &j in by_key.get(&i).into_iter().flatten() {
+                counts[j] = match (&counts[i], null_keys) {
+                    (Ok((rows, _)), Some(nulls)) => Ok((rows + nulls, nulls)),
+                    _ => fused_counts(engine, relation, &[&assertions[j]]).await.map(|v| v[0]),
+                };
+            }
         }
     }
     let mut out = Vec::with_capacity(assertions.len());
@@ -122,6 +133,26 @@ fn lag_hours(newest: Option<i64>, as_of_us: i64) -> f64 {
     }
 }
 
+/// The completeness checks of exactly the key of a duplicates check that is
+/// queried here (not already counted), both on every row: the duplicates
+/// scan reads every row of those columns and counts those with a null key
+/// part, so one scan answers both. Duplicates check -> its completeness checks.
+pub(crate) fn completeness_by_key(assertions: &[Assertion], idx: &[usize], counted: &Counted) -> BTreeMap<usize, Vec<usize>> {
+    let set = |columns: &[String]| columns.iter().cloned().collect::<BTreeSet<_>>();
+    let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &j in idx {
+        let Kind::Completeness { columns, .. } = &assertions[j].kind else { continue };
+        let scans_key = |i: &&usize| match &assertions[**i].kind {
+            Kind::Duplicates { columns: key, .. } => assertions[**i].filter.is_none() && !counted.contains_key(key) && set(key) == set(columns),
+            _ => false,
+        };
+        if let Some(i) = idx.iter().find(scans_key).filter(|_| assertions[j].filter.is_none()) {
+            by_key.entry(*i).or_default().push(j);
+        }
+    }
+    by_key
+}
+
 fn fusable(a: &Assertion) -> bool {
     match &a.kind {
         Kind::Completeness { .. } | Kind::AcceptedValues { .. } | Kind::RowCount { .. } | Kind::Expression { .. } => true,
@@ -163,10 +194,6 @@ fn any_null(columns: &[String]) -> String {
     columns.iter().map(|c| format!("{} is null", quote_ident(c))).collect::<Vec<_>>().join(" or ")
 }
 
-fn no_null(columns: &[String]) -> String {
-    columns.iter().map(|c| format!("{} is not null", quote_ident(c))).collect::<Vec<_>>().join(" and ")
-}
-
 /// (rows checked, failing rows) of each assertion, from one aggregate query.
 async fn fused_counts(engine: &Engine, relation: &str, assertions: &[&Assertion]) -> Result<Vec<(u64, u64)>, String> {
     if assertions.is_empty() {
@@ -204,9 +231,19 @@ fn fused_sql(relation: &str, assertions: &[&Assertion]) -> String {
     format!("select {} from {relation}", select.join(", "))
 }
 
-/// (rows checked, failing rows) of a check that is not fused, and for
-/// duplicates the keys it found (see [`duplicates`]).
-async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<((u64, u64), Vec<RecordBatch>), String> {
+/// What the query of a check that is not fused found.
+#[derive(Default)]
+struct Found {
+    /// (rows checked, failing rows).
+    counts: (u64, u64),
+    /// Duplicates: the keys it found (see [`Evaluated::duplicated_keys`]).
+    keys: Vec<RecordBatch>,
+    /// Duplicates scanned on every row: the rows with a null key part.
+    null_keys: Option<u64>,
+}
+
+/// What the query of a check that is not fused finds (see [`Found`]).
+async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<Found, String> {
     let f = filter(a);
     let relation = &a.relation_sql;
     let sql = match &a.kind {
@@ -225,23 +262,24 @@ async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<
             format!("select count(*) as c, count(*) filter (where difference > {tolerance}) as f from ({groups}) g")
         }
         Kind::Custom { sql } => format!("select count(*) as c, count(*) as f from ({sql}) failing"),
-        Kind::Freshness { .. } => return Ok(((0, 0), Vec::new())),
+        Kind::Freshness { .. } => return Ok(Found::default()),
         Kind::Duplicates { columns, .. } => match counted.get(columns).filter(|_| a.filter.is_none()) {
-            Some(c) => return Ok(((c.rows, c.duplicates), first_rows(&c.keys, a.rows_kept()))),
+            Some(c) => return Ok(Found { counts: (c.rows, c.duplicates), keys: first_rows(&c.keys, a.rows_kept()), null_keys: None }),
             None => return duplicates(engine, a, columns).await,
         },
-        _ => return fused_counts(engine, relation, &[a]).await.map(|v| (v[0], Vec::new())),
+        _ => return fused_counts(engine, relation, &[a]).await.map(|v| Found { counts: v[0], ..Found::default() }),
     };
     let row = single_row(engine, &sql).await?;
-    Ok(((row[0], row[1]), Vec::new()))
+    Ok(Found { counts: (row[0], row[1]), ..Found::default() })
 }
 
 /// Rows per non-null key, counted by [`KeyHashes`] on every partition of a
 /// scan of the key columns at once: (rows checked, rows beyond each key's
-/// first), and up to [`Assertion::rows_kept`] duplicated keys.
-async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Result<((u64, u64), Vec<RecordBatch>), String> {
+/// first), up to [`Assertion::rows_kept`] duplicated keys, and without a
+/// `where`, the rows with a null key part.
+async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Result<Found, String> {
     let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-    let sql = format!("select {cols} from {} where {} and {}", a.relation_sql, filter(a), no_null(columns));
+    let sql = format!("select {cols} from {} where {}", a.relation_sql, filter(a));
     let clean = |e: DataFusionError| crate::plan::clean_message(&e);
     let df = engine.ctx.sql(&sql).await.map_err(clean)?;
     let schema = df.schema().as_arrow().clone();
@@ -256,8 +294,9 @@ async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Resul
         }));
     }
     let parts = futures::future::try_join_all(parts).await.map_err(|e| e.to_string())?.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let null_keys = a.filter.is_none().then(|| parts.iter().map(KeyHashes::null_keys).sum());
     let counts = KeyHashes::finish(parts, a.rows_kept()).map_err(|e| e.to_string())?;
-    Ok(((counts.rows, counts.duplicates), counts.keys))
+    Ok(Found { counts: (counts.rows, counts.duplicates), keys: counts.keys, null_keys })
 }
 
 /// SQL for a relation name: a model or seed, or `source.table`.
@@ -336,6 +375,32 @@ mod tests {
         let plan = engine.ctx.sql(&sql).await.unwrap().create_physical_plan().await.unwrap();
         let shown = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
         assert!(!shown.contains("DataSourceExec"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn completeness_of_a_duplicates_key_is_counted_by_its_scan() {
+        let engine = Engine::new(2);
+        // 7 rows; a null key part in 3 of them (one with both parts null).
+        let rows = "(1, 'a'), (1, 'a'), (2, null), (null, 'b'), (null, null), (3, 'c'), (4, 'd')";
+        engine.ctx.sql(&format!("create view t as select * from (values {rows}) as v(k, v)")).await.unwrap().collect().await.unwrap();
+        let key = || vec!["k".to_string(), "v".to_string()];
+        let duplicates = check(Kind::Duplicates { columns: key(), max_ratio: 0.0 }, None);
+        let completeness = |columns: Vec<String>, filter| check(Kind::Completeness { columns, min_ratio: 1.0 }, filter);
+        // The same key in another order: paired. Filtered, or of another key: queried.
+        let checks = [duplicates, completeness(vec!["v".into(), "k".into()], None), completeness(key(), Some("k <> 3")), completeness(vec!["v".into()], None)];
+        let all: Vec<usize> = (0..checks.len()).collect();
+        assert_eq!(completeness_by_key(&checks, &all, &Counted::new()), BTreeMap::from([(0, vec![1])]));
+        let results = evaluate(&engine, &checks, 0, &Counted::new()).await;
+        let counts: Vec<(u64, u64)> = results.iter().map(|r| (r.outcome.rows_checked, r.outcome.failing_rows)).collect();
+        // Duplicates: 4 rows with a full key, 1 beyond its first. The paired
+        // completeness: 7 rows, 3 failing, as it counts alone (below). Where
+        // k <> 3: 4 rows, 1 failing; v: 7 rows, 2 failing.
+        assert_eq!(counts, [(4, 1), (7, 3), (4, 1), (7, 2)]);
+        let alone = evaluate(&engine, &checks[1..2], 0, &Counted::new()).await;
+        assert_eq!((alone[0].outcome.rows_checked, alone[0].outcome.failing_rows), (7, 3));
+        // Duplicates counted already (by a view's plan): nothing is paired.
+        let counted = Counted::from([(key(), Default::default())]);
+        assert!(completeness_by_key(&checks, &all, &counted).is_empty());
     }
 
     #[tokio::test]

@@ -34,6 +34,8 @@ pub struct KeyHashes {
     keys: Vec<RecordBatch>,
     /// Each of those rows' key hash, in the same order.
     hashes: Vec<u64>,
+    /// Rows left out because a key part is null.
+    null_keys: u64,
     /// Bits of the hash kept: all of them, except in tests that force collisions.
     mask: u64,
 }
@@ -48,6 +50,7 @@ impl KeyHashes {
             indices,
             keys: Vec::new(),
             hashes: Vec::new(),
+            null_keys: 0,
             mask: u64::MAX,
         })
     }
@@ -60,6 +63,7 @@ impl KeyHashes {
                 valid = and(&valid, &is_not_null(c)?)?;
             }
             keys = filter_record_batch(&keys, &valid)?;
+            self.null_keys += (batch.num_rows() - keys.num_rows()) as u64;
         }
         if keys.num_rows() == 0 {
             return Ok(());
@@ -73,6 +77,11 @@ impl KeyHashes {
         }
         self.keys.push(keys);
         Ok(())
+    }
+
+    /// Rows seen so far with a null key part (not counted as keys).
+    pub fn null_keys(&self) -> u64 {
+        self.null_keys
     }
 
     /// The counts of all `parts` together, keeping up to `keep` duplicated
@@ -131,8 +140,9 @@ mod tests {
         vec!["id".into(), "day".into()]
     }
 
-    /// Counts of `parts` (each a list of batches) with `mask` bits of hash.
-    fn count(parts: &[Vec<RecordBatch>], mask: u64, keep: usize) -> KeyCounts {
+    /// Counts of `parts` (each a list of batches) with `mask` bits of hash,
+    /// and the rows with a null key part.
+    fn count_with_nulls(parts: &[Vec<RecordBatch>], mask: u64, keep: usize) -> (KeyCounts, u64) {
         let parts = parts
             .iter()
             .map(|batches| {
@@ -141,8 +151,13 @@ mod tests {
                 batches.iter().for_each(|b| p.update(b).unwrap());
                 p
             })
-            .collect();
-        KeyHashes::finish(parts, keep).unwrap()
+            .collect::<Vec<_>>();
+        let nulls = parts.iter().map(KeyHashes::null_keys).sum();
+        (KeyHashes::finish(parts, keep).unwrap(), nulls)
+    }
+
+    fn count(parts: &[Vec<RecordBatch>], mask: u64, keep: usize) -> KeyCounts {
+        count_with_nulls(parts, mask, keep).0
     }
 
     fn kept(counts: &KeyCounts) -> Vec<(String, i32, i64)> {
@@ -163,8 +178,8 @@ mod tests {
         let one = batch(&[Some("b"), Some("a"), None, Some("a")], &[Some(1), Some(1), Some(1), Some(1)]);
         let two = batch(&[Some("b"), Some("a")], &[Some(1), None]);
         let three = batch(&[Some("b"), Some("a")], &[Some(1), Some(2)]);
-        let counts = count(&[vec![one, two], vec![three]], u64::MAX, 10);
-        assert_eq!((counts.rows, counts.duplicates), (6, 3));
+        let (counts, nulls) = count_with_nulls(&[vec![one, two], vec![three]], u64::MAX, 10);
+        assert_eq!((counts.rows, counts.duplicates, nulls), (6, 3, 2));
         assert_eq!(kept(&counts), [("a".into(), 1, 2), ("b".into(), 1, 3)]);
     }
 

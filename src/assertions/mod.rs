@@ -24,6 +24,7 @@ mod key_runs;
 mod parse;
 
 pub use evaluate::{evaluate, relation_sql, Evaluated};
+pub(crate) use evaluate::completeness_by_key;
 pub use key_runs::{Counted, KeyCounts, KeyRuns};
 pub use parse::parse;
 
