@@ -140,14 +140,15 @@ fn lag_hours(newest: Option<i64>, as_of_us: i64) -> f64 {
 pub(crate) fn completeness_by_key(assertions: &[Assertion], idx: &[usize], counted: &Counted) -> BTreeMap<usize, Vec<usize>> {
     let set = |columns: &[String]| columns.iter().cloned().collect::<BTreeSet<_>>();
     let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for &j in idx {
+    for &j in idx.iter().filter(|&&j| assertions[j].filter.is_none()) {
         let Kind::Completeness { columns, .. } = &assertions[j].kind else { continue };
+        let columns = set(columns);
         let scans_key = |i: &&usize| match &assertions[**i].kind {
-            Kind::Duplicates { columns: key, .. } => assertions[**i].filter.is_none() && !counted.contains_key(key) && set(key) == set(columns),
+            Kind::Duplicates { columns: key, .. } => assertions[**i].filter.is_none() && !counted.contains_key(key) && set(key) == columns,
             _ => false,
         };
-        if let Some(i) = idx.iter().find(scans_key).filter(|_| assertions[j].filter.is_none()) {
-            by_key.entry(*i).or_default().push(j);
+        if let Some(&i) = idx.iter().find(scans_key) {
+            by_key.entry(i).or_default().push(j);
         }
     }
     by_key
