@@ -2,13 +2,16 @@
 //! up to `limit` whole rows written as Parquet to the run's audit folder.
 //! Only failed and warned checks pay for these extra queries.
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{ident, Expr, SessionContext};
+use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::Accumulator;
+use datafusion::prelude::{ident, lit, Expr, SessionContext};
 use url::Url;
 
 use super::key_runs::KEY_ROWS;
@@ -116,14 +119,37 @@ async fn rows_with_keys(engine: &Engine, a: &Assertion, columns: &[String], keys
     state.config_mut().options_mut().execution.parquet.pushdown_filters = true;
     let ctx = SessionContext::new_with_state(state);
     let key_col = |i: usize| format!("__tally_key{i}");
+    let range = within_range_of(&keys, columns);
     let keys = ctx.read_batches(keys)?.select(columns.iter().enumerate().map(|(i, c)| ident(c).alias(key_col(i))).collect::<Vec<_>>())?;
     let on: Vec<Expr> = columns.iter().enumerate().map(|(i, c)| ident(c).eq(ident(key_col(i)))).collect();
     ctx.sql(&format!("select * from {} where {}", a.relation_sql, filter(a)))
         .await?
+        .filter(range)?
         .join_on(keys, JoinType::LeftSemi, on)?
         .limit(0, Some(a.rows_kept()))?
         .collect()
         .await
+}
+
+/// Each of `columns` between its least and its greatest value in `keys`.
+/// The join filters the scan by the keys too, but only as it reads; this
+/// filter is known when the scan is planned, so the scan skips the row groups
+/// and pages whose statistics lie outside it. The keys kept are the first in
+/// key order, so in data sorted or clustered by its key they lie in a few pages.
+/// A column whose bounds cannot be taken (or a float column, whose NaN and
+/// signed zeros make a range a doubtful filter) is not restricted.
+fn within_range_of(keys: &[RecordBatch], columns: &[String]) -> Expr {
+    let bounds = |c: &String| -> Result<Option<Expr>, DataFusionError> {
+        let values: Vec<&ArrayRef> = keys.iter().filter_map(|b| b.column_by_name(c)).collect();
+        let Some(data_type) = values.first().map(|v| v.data_type()).filter(|t| !t.is_floating()) else { return Ok(None) };
+        let (mut least, mut greatest) = (MinAccumulator::try_new(data_type)?, MaxAccumulator::try_new(data_type)?);
+        for v in values {
+            least.update_batch(std::slice::from_ref(v))?;
+            greatest.update_batch(std::slice::from_ref(v))?;
+        }
+        Ok(Some(ident(c).between(lit(least.evaluate()?), lit(greatest.evaluate()?))))
+    };
+    conjunction(columns.iter().filter_map(|c| bounds(c).ok().flatten())).unwrap_or(lit(true))
 }
 
 /// The first of `keys` (a duplicates check's, with their row counts in
@@ -199,7 +225,7 @@ fn rows_as_text(batch: &RecordBatch) -> Vec<String> {
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
@@ -229,6 +255,24 @@ mod tests {
         assert_eq!((kept(4), kept(5)), (1, 2));
         // A first key with more rows than fit is kept all the same (its first rows are stored).
         assert_eq!(kept(1), 1);
+    }
+
+    #[test]
+    fn the_keys_range_bounds_each_key_column_but_floats() {
+        let keys = |ids: &[i64], names: &[&str], amounts: &[f64]| {
+            let schema = Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("amount", DataType::Float64, false),
+            ]);
+            let columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(names.to_vec())), Arc::new(Float64Array::from(amounts.to_vec()))];
+            RecordBatch::try_new(Arc::new(schema), columns).unwrap()
+        };
+        // The least and greatest of each column over both batches, not their first and last rows.
+        let batches = [keys(&[3, 1], &["m", "z"], &[1.0, f64::NAN]), keys(&[7, 2], &["b", "k"], &[0.0, -0.0])];
+        let columns = ["id", "name", "amount", "missing"].map(String::from);
+        assert_eq!(within_range_of(&batches, &columns).to_string(), "id BETWEEN Int64(1) AND Int64(7) AND name BETWEEN Utf8(\"b\") AND Utf8(\"z\")");
+        assert_eq!(within_range_of(&batches, &columns[2..]), lit(true));
     }
 
     #[test]
