@@ -89,6 +89,10 @@ impl LogStore for AuditedLogStore {
                     tracing::warn!("cannot delete unpublished data file {p}: {e}");
                 }
             }
+            // A rejected first version leaves no table; on local disk, not even its folder.
+            if let (0, Ok(folder)) = (version, root.to_file_path()) {
+                let _ = std::fs::remove_dir(folder); // only if empty
+            }
             return Err(rejected(reason));
         }
         self.inner.write_commit_entry(version, entry, operation_id).await

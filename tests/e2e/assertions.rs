@@ -188,4 +188,5 @@ fn a_check_waiting_on_a_skipped_model_still_runs() {
     let orders = result_of(&r, "orders");
     assert_eq!(orders["status"], "error", "{orders}");
     assert!(orders["message"].as_str().unwrap().contains("relationships_orders_customer_id (5 of 5 rows)"), "{orders}");
+    assert!(!d.join("warehouse/orders").exists(), "a rejected first version leaves no folder behind");
 }
