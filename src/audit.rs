@@ -14,12 +14,13 @@ use futures::future::BoxFuture;
 use rayon::prelude::*;
 use url::Url;
 
-use crate::assertions::{self, failing, Assertion, Counted, Evaluated, Kind, Outcome, Severity, Status, Threshold};
+use crate::assertions::{self, failing, Assertion, Counted, Kind, Outcome, Severity, Status, Threshold};
 use crate::compile::{Compiled, SingularTest};
 use crate::materialize::Audit;
 use crate::plan::Engine;
 use crate::project::TestDecl;
 use crate::render::quote_ident;
+use crate::verdicts::{failed_source_message, SourceKey, SourceVerdicts};
 
 /// Run-wide settings and every outcome of the run.
 pub struct Auditor {
@@ -74,39 +75,58 @@ impl Auditor {
     /// [`check`](Self::check), with duplicates already `counted` (see
     /// [`keys_to_count`]) taken as they are.
     pub async fn check_counted(&self, engine: &Engine, relation: &str, relation_sql: &str, decls: &[TestDecl], upstream: Option<&Upstream<'_>>, counted: &Counted) -> Vec<Outcome> {
+        self.check_judged(engine, relation, relation_sql, decls, upstream, counted, |_| {}).await
+    }
+
+    /// [`check_counted`](Self::check_counted), handing every outcome to
+    /// `judged` as soon as the statuses are known: before the failing rows,
+    /// which no verdict needs, are read and stored.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn check_judged(
+        &self,
+        engine: &Engine,
+        relation: &str,
+        relation_sql: &str,
+        decls: &[TestDecl],
+        upstream: Option<&Upstream<'_>>,
+        counted: &Counted,
+        judged: impl FnOnce(&[Outcome]),
+    ) -> Vec<Outcome> {
         let (parsed, mut outcomes) = prepare(relation, relation_sql, decls, upstream);
-        outcomes.extend(self.run(engine, parsed, counted).await);
+        let unparsed = outcomes.clone();
+        let own = self.run(engine, parsed, counted, |own| judged(&[unparsed, own.to_vec()].concat())).await;
+        outcomes.extend(own);
         self.record(outcomes.clone());
         outcomes
     }
 
     /// Evaluate parsed assertions, judge them and keep their failing rows;
     /// returns the outcomes (recorded by the caller).
-    async fn run(&self, engine: &Engine, parsed: Vec<Assertion>, counted: &Counted) -> Vec<Outcome> {
+    async fn run(&self, engine: &Engine, parsed: Vec<Assertion>, counted: &Counted, judged: impl FnOnce(&[Outcome])) -> Vec<Outcome> {
         let start = Instant::now();
-        let evaluated = self.judge(engine, parsed, counted).await;
+        let evaluated = self.judge(engine, parsed, counted, judged).await;
         self.spent_us.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
         evaluated
     }
 
-    async fn judge(&self, engine: &Engine, mut parsed: Vec<Assertion>, counted: &Counted) -> Vec<Outcome> {
+    async fn judge(&self, engine: &Engine, mut parsed: Vec<Assertion>, counted: &Counted, judged: impl FnOnce(&[Outcome])) -> Vec<Outcome> {
         dedupe_names(&mut parsed);
         let evaluated = assertions::evaluate(engine, &parsed, self.as_of_us, counted).await;
+        let (mut outcomes, mut duplicated_keys): (Vec<Outcome>, Vec<_>) = evaluated.into_iter().map(|e| (e.outcome, e.duplicated_keys)).unzip();
+        for o in outcomes.iter_mut().filter(|o| self.warn_error && o.status == Status::Warn) {
+            o.status = Status::Fail;
+            o.message.get_or_insert_with(|| "a warning, failed by --warn-error".to_string());
+        }
+        judged(&outcomes);
         let key = key_columns(&parsed);
-        let mut outcomes = Vec::with_capacity(evaluated.len());
-        for (a, Evaluated { outcome: mut o, duplicated_keys }) in parsed.iter().zip(evaluated) {
-            if self.warn_error && o.status == Status::Warn {
-                o.status = Status::Fail;
-                o.message.get_or_insert_with(|| "a warning, failed by --warn-error".to_string());
-            }
+        for ((a, o), keys) in parsed.iter().zip(&mut outcomes).zip(&mut duplicated_keys) {
             if o.status != Status::Pass && o.status != Status::Error {
                 let mut shown = key.clone();
                 shown.extend(a.kind.columns().into_iter().filter(|c| !key.contains(c)));
                 let start = Instant::now();
-                failing::collect(engine, a, &shown, &mut o, &self.dir, duplicated_keys).await;
+                failing::collect(engine, a, &shown, o, &self.dir, std::mem::take(keys)).await;
                 tracing::debug!(check = %a.name, seconds = start.elapsed().as_secs_f64(), "failing rows");
             }
-            outcomes.push(o);
         }
         outcomes
     }
@@ -114,7 +134,7 @@ impl Auditor {
     /// Run singular tests (SQL files under `tests/`) on what the warehouse holds.
     pub async fn check_singular(&self, engine: &Engine, tests: &[&SingularTest]) -> Vec<Outcome> {
         let parsed = tests.iter().map(|t| singular_assertion(t)).collect();
-        let outcomes = self.run(engine, parsed, &Counted::new()).await;
+        let outcomes = self.run(engine, parsed, &Counted::new(), |_| {}).await;
         self.record(outcomes.clone());
         outcomes
     }
@@ -407,35 +427,49 @@ pub struct ModelAudit {
     pub schema: SchemaRef,
     /// What the checks found, once the gate has run.
     pub outcomes: Mutex<Vec<Outcome>>,
+    /// The checked sources the model reads, whose verdicts it waits for.
+    pub sources: Vec<SourceKey>,
+    pub verdicts: Arc<SourceVerdicts>,
 }
 
 impl ModelAudit {
     pub fn outcomes(&self) -> Vec<Outcome> {
         self.outcomes.lock().map(|o| o.clone()).unwrap_or_default()
     }
+
+    /// The model's own checks on the staged `files`.
+    async fn own_checks(&self, files: Vec<Url>) -> Result<(), String> {
+        let engine = &self.compiled.engine;
+        let staged = format!("__tally_staged__{}", self.model);
+        let decls = self.compiled.project.tests_of(&self.model);
+        if decls.is_empty() {
+            return Ok(());
+        }
+        engine.register_files(&staged, &files, self.schema.clone()).await.map_err(|e| format!("cannot read the staged files: {}", crate::plan::clean_message(&e)))?;
+        let upstream = |named: &[String]| upstream_loads(&self.compiled, &self.model, named);
+        let outcomes = self.auditor.check(engine, &self.model, &quote_ident(&staged), decls, Some(&upstream)).await;
+        engine.deregister(&staged);
+        let verdict = blocking_summary(&outcomes);
+        if let Ok(mut o) = self.outcomes.lock() {
+            *o = outcomes;
+        }
+        match verdict {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Audit for ModelAudit {
     fn audit(&self, files: Vec<Url>) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let engine = &self.compiled.engine;
-            let staged = format!("__tally_staged__{}", self.model);
-            let decls = self.compiled.project.tests_of(&self.model);
-            if decls.is_empty() {
-                return Ok(());
-            }
-            engine.register_files(&staged, &files, self.schema.clone()).await.map_err(|e| format!("cannot read the staged files: {}", crate::plan::clean_message(&e)))?;
-            let upstream = |named: &[String]| upstream_loads(&self.compiled, &self.model, named);
-            let outcomes = self.auditor.check(engine, &self.model, &quote_ident(&staged), decls, Some(&upstream)).await;
-            engine.deregister(&staged);
-            let verdict = blocking_summary(&outcomes);
-            if let Ok(mut o) = self.outcomes.lock() {
-                *o = outcomes;
-            }
-            match verdict {
-                Some(why) => Err(why),
+            self.own_checks(files).await?;
+            // The sources were checked while the model ran: publish only if they passed.
+            match self.verdicts.failed(&self.sources).await {
+                Some((source, why)) => Err(failed_source_message(source, &why)),
                 None => Ok(()),
             }
         })
     }
 }
+

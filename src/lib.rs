@@ -29,3 +29,4 @@ pub mod run;
 pub mod scorecard;
 pub mod select;
 pub mod storage;
+pub mod verdicts;

@@ -3,9 +3,10 @@
 //! A failed node's descendants are skipped, with the reason.
 //!
 //! With an [`Auditor`] (`tally build`), each source's checks are a task of
-//! their own that the nodes reading it wait for; nodes reading a failed
-//! source are skipped. (Its warn-level duplicates checks are the exception:
-//! no reader waits for them, see [`WarnedDuplicates`].) Each node's checks
+//! their own; the nodes reading the source start with it and wait for its
+//! verdict before they publish (see [`SourceVerdicts`]), and those reading a
+//! failed source publish nothing and are skipped. (Its warn-level duplicates
+//! checks hold back no reader: see [`WarnedDuplicates`].) Each node's checks
 //! gate it: a stored node is written, audited on exactly the written files
 //! and published only if no error-level check fails. A checked view's rows
 //! are computed once, checked, and read by the rest of the run (see
@@ -20,7 +21,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tracing::{info_span, Instrument};
 
-use crate::assertions::relation_sql;
+use crate::assertions::{relation_sql, Counted, Outcome};
 use crate::audit::{blocking_summary, duplicates_answer_completeness, split_warned_duplicates, warning_summary, Auditor, ModelAudit};
 use crate::compile::{seed_plan, Compiled, Node};
 use crate::materialize::{open_table, stage_view, write_table, At, Audit, TableKeys, ToCount, Written};
@@ -28,6 +29,7 @@ use crate::render::quote_ident;
 use deltalake::protocol::SaveMode;
 use crate::plan::sql_diagnostic;
 use crate::project::{Materialization, TestDecl};
+use crate::verdicts::{failed_source_message, SourceKey, SourceVerdicts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,7 +74,6 @@ pub async fn run(
 ) -> Vec<NodeResult> {
     let run_start = Instant::now();
     let missing = prepare_unselected(&compiled, selected).await;
-    let mut failed_sources: BTreeMap<SourceKey, String> = BTreeMap::new();
     let (checked_after, checked_sources) = match &auditor {
         Some(_) => (check_order(&compiled, selected), checked_sources(&compiled, selected)),
         None => (BTreeMap::new(), BTreeMap::new()),
@@ -82,6 +83,7 @@ pub async fn run(
         Some(a) if !a.warn_error => WarnedDuplicates::new(&compiled, &checked_sources),
         _ => WarnedDuplicates::default(),
     });
+    let verdicts = Arc::new(SourceVerdicts::new(checked_sources.keys()));
     let mut s = Schedule::new(&compiled, selected, checked_after, checked_sources);
     for key in duplicates.queried() {
         s.push_ready(Task::Late(key));
@@ -90,14 +92,20 @@ pub async fn run(
     let threads = threads.max(1);
 
     loop {
-        while tasks.len() < threads {
+        // Readers waiting for a source's verdict do no work: they hold no thread.
+        while tasks.len().saturating_sub(verdicts.waiting()) < threads {
             let Some(task) = s.pop_ready() else { break };
             let name = match (task, &auditor) {
                 (Task::Source(key), Some(a)) => {
-                    let (c, a, decls) = (compiled.clone(), a.clone(), duplicates.checked_ahead(&compiled, &key));
+                    // The readers that compute rows start now, and wait for its verdict to publish.
+                    for reader in s.source_started(&key, |r| computes_rows(&compiled, r)) {
+                        s.count_down(&reader);
+                    }
+                    let (c, a, decls, verdicts) = (compiled.clone(), a.clone(), duplicates.checked_ahead(&compiled, &key), verdicts.clone());
                     tasks.spawn(async move {
-                        let failed = check_source(&c, &key, &decls, &a).await;
-                        Done::Source(key, failed)
+                        let _stopped = verdicts.guard(&key);
+                        check_source(&c, &key, &decls, &a, &verdicts).await;
+                        Done::Source(key)
                     });
                     continue;
                 }
@@ -105,9 +113,10 @@ pub async fn run(
                     let (c, a, duplicates) = (compiled.clone(), a.clone(), duplicates.clone());
                     tasks.spawn(async move {
                         if let Some(decls) = duplicates.claim(&key) {
-                            check_source(&c, &key, &decls, &a).await;
+                            let name = format!("{}.{}", key.0, key.1);
+                            a.check(&c.engine, &name, &relation_sql(&name), &decls, None).await;
                         }
-                        Done::Late
+                        Done::Other
                     });
                     continue;
                 }
@@ -122,50 +131,51 @@ pub async fn run(
                 s.finish(name, r);
                 continue;
             }
-            if let Some((source, why)) = node.sources.iter().find_map(|src| failed_sources.get(src).map(|w| (src, w))) {
-                let r = result(node, Status::Skipped, None, 0.0, Some(format!("skipped: source `{}.{}` failed its checks: {why}", source.0, source.1)));
+            if let Some((source, why)) = verdicts.failed_now(&node.sources) {
+                let r = skipped_for_source(node, source, &why, 0.0);
                 progress.finished(&r);
-                let why = format!("upstream source `{}.{}` failed its checks", source.0, source.1);
-                s.skip_descendants(&compiled, &name, &why, selected, progress.as_ref());
+                s.skip_descendants(&compiled, &name, &format!("upstream source `{}.{}` failed its checks", source.0, source.1), selected, progress.as_ref());
                 s.finish(name, r);
                 continue;
             }
             progress.started(&name);
             started.insert(name.clone(), run_start.elapsed().as_secs_f64());
-            let (c, duplicates) = (compiled.clone(), duplicates.clone());
+            let (c, duplicates, verdicts) = (compiled.clone(), duplicates.clone(), verdicts.clone());
             let auditor = auditor.clone();
             let span = info_span!("node", name = %name);
             tasks.spawn(
                 async move {
                     let start = Instant::now();
-                    let outcome = execute(&c, &name, auditor, &duplicates).await;
+                    let outcome = execute(&c, &name, auditor, &duplicates, &verdicts).await;
                     Done::Node(name, outcome, start.elapsed().as_secs_f64())
                 }
                 .instrument(span),
             );
         }
-        let Some(joined) = tasks.join_next().await else { break };
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            () = verdicts.a_reader_waits() => continue,
+        };
+        let Some(joined) = joined else { break };
         let (name, outcome, secs) = match joined {
             Ok(Done::Node(name, outcome, secs)) => (name, outcome, secs),
-            Ok(Done::Source(key, failed)) => {
-                if let Some(why) = failed {
-                    failed_sources.insert(key.clone(), why);
-                }
+            Ok(Done::Source(key)) => {
                 for reader in s.source_done(&key) {
                     s.count_down(&reader);
                 }
                 continue;
             }
-            Ok(Done::Late) => continue,
+            Ok(Done::Other) => continue,
             Err(e) => {
                 tracing::error!("a model task panicked: {e}");
                 continue;
             }
         };
         let node = &compiled.nodes[&name];
-        let mut r = match outcome {
-            Ok((w, note)) => result(node, Status::Success, w, secs, note),
-            Err(msg) => result(node, Status::Error, None, secs, Some(msg)),
+        let mut r = match (outcome, verdicts.failed_now(&node.sources)) {
+            (Ok((w, note)), _) => result(node, Status::Success, w, secs, note),
+            (Err(_), Some((source, why))) => skipped_for_source(node, source, &why, secs),
+            (Err(msg), None) => result(node, Status::Error, None, secs, Some(msg)),
         };
         r.started_at = started.get(&name).copied().unwrap_or_default();
         r.completed_at = run_start.elapsed().as_secs_f64();
@@ -198,9 +208,6 @@ pub async fn run(
     compiled.dag.topo_order().filter_map(|n| s.results.remove(n)).collect()
 }
 
-/// A source, by (source name, table name).
-type SourceKey = (String, String);
-
 /// Something the scheduler starts: checking a source, running a node, or
 /// checks of a source that nothing waits for (see [`WarnedDuplicates`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -210,12 +217,12 @@ enum Task {
     Late(SourceKey),
 }
 
-/// What a finished task reports.
+/// What a finished task reports. A source's checks give their verdict to
+/// [`SourceVerdicts`]; the scheduler learns only that they are done.
 enum Done {
-    /// A source's checks: why it failed, if it did.
-    Source(SourceKey, Option<String>),
     Node(String, Result<Executed, String>, f64),
-    Late,
+    Source(SourceKey),
+    Other,
 }
 
 /// What the scheduler knows between task completions.
@@ -289,7 +296,16 @@ impl Schedule {
         Some(task)
     }
 
-    /// A source's checks are done: the nodes waiting for them.
+    /// A source's checks started: those of its readers that `start_early`,
+    /// which no longer wait for them.
+    fn source_started(&mut self, key: &SourceKey, start_early: impl Fn(&str) -> bool) -> BTreeSet<String> {
+        let Some(readers) = self.checked_sources.get_mut(key) else { return BTreeSet::new() };
+        let (early, rest) = std::mem::take(readers).into_iter().partition(|r| start_early(r));
+        *readers = rest;
+        early
+    }
+
+    /// A source's checks are done: the nodes still waiting for them.
     fn source_done(&mut self, key: &SourceKey) -> BTreeSet<String> {
         self.checked_sources.remove(key).unwrap_or_default()
     }
@@ -324,6 +340,20 @@ impl Schedule {
             }
         }
     }
+}
+
+/// Whether `name`, run by a build, computes rows (a stored model, or a
+/// checked view, which is staged): such a reader of a checked source starts
+/// with the source's checks and waits for their verdict only to publish.
+/// Other views only name their plan: they start after the verdict, so their
+/// readers never see a failed source's rows.
+fn computes_rows(compiled: &Compiled, name: &str) -> bool {
+    compiled.nodes[name].materialized.is_stored() || !compiled.project.tests_of(name).is_empty()
+}
+
+/// `node` published nothing because `source`, which it reads, failed its checks.
+fn skipped_for_source(node: &Node, source: &SourceKey, why: &str, secs: f64) -> NodeResult {
+    result(node, Status::Skipped, None, secs, Some(format!("skipped: {}", failed_source_message(source, why))))
 }
 
 fn result(node: &Node, status: Status, w: Option<Written>, secs: f64, message: Option<String>) -> NodeResult {
@@ -433,11 +463,12 @@ fn readers_of(compiled: &Compiled, view: &str, auditor: &Auditor) -> Vec<String>
     sql
 }
 
-/// Check one source against `decls`; why it failed, if it did.
-async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], auditor: &Auditor) -> Option<String> {
+/// Check one source against `decls` and give its verdict, as soon as it is
+/// known: its readers need not wait for the failing rows to be stored.
+async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], auditor: &Auditor, verdicts: &SourceVerdicts) {
     let name = format!("{}.{}", key.0, key.1);
-    let outcomes = auditor.check(&compiled.engine, &name, &relation_sql(&name), decls, None).await;
-    blocking_summary(&outcomes)
+    let give = |outcomes: &[Outcome]| verdicts.give(key, blocking_summary(outcomes));
+    auditor.check_judged(&compiled.engine, &name, &relation_sql(&name), decls, None, &Counted::new(), give).await;
 }
 
 /// Sources' warn-level duplicates checks, which hold back none of the
@@ -517,7 +548,7 @@ impl WarnedDuplicates {
 type Executed = (Option<Written>, Option<String>);
 
 /// Run one node; on success the node resolves to its new data for dependents.
-async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Auditor>>, duplicates: &WarnedDuplicates) -> Result<Executed, String> {
+async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Auditor>>, duplicates: &WarnedDuplicates, verdicts: &Arc<SourceVerdicts>) -> Result<Executed, String> {
     let node = &compiled.nodes[name];
     let engine = &compiled.engine;
     let compiled_path = compiled.compiled_path(node).display().to_string();
@@ -559,10 +590,14 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
             let checked = auditor.check_counted(engine, &source, &relation_sql(&source), checks, None, &counted).await;
             outcomes.extend(checked.into_iter().filter(|o| o.blocks()));
         }
-        return match blocking_summary(&outcomes) {
-            Some(why) => Err(why),
-            None => Ok((None, warning_summary(&outcomes))),
-        };
+        if let Some(why) = blocking_summary(&outcomes) {
+            return Err(why);
+        }
+        // Its readers start once it succeeds: only after its sources passed.
+        if let Some((source, why)) = verdicts.failed(&node.sources).await {
+            return Err(failed_source_message(source, &why));
+        }
+        return Ok((None, warning_summary(&outcomes)));
     }
     let gate = auditor.map(|auditor| {
         Arc::new(ModelAudit {
@@ -571,6 +606,8 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
             model: name.to_string(),
             schema: Arc::new(plan.schema().as_arrow().clone()),
             outcomes: Default::default(),
+            sources: node.sources.clone(),
+            verdicts: verdicts.clone(),
         })
     });
     let url = compiled.target.table_url(&node.name);

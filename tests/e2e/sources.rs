@@ -151,22 +151,30 @@ fn a_failed_source_skips_its_readers_only() {
     let d = dir.path();
     std::fs::write(
         d.join("models/models.yml"),
-        "models:\n  - name: stg_accounts\n    data_tests:\n      - row_count: {min: 3}\n      - duplicates: {columns: [account_id]}\n",
+        "models:\n  - name: stg_accounts\n    data_tests:\n      - row_count: {min: 3}\n      - duplicates: {columns: [account_id]}\n  - name: checked_opps\n    data_tests:\n      - row_count: {min: 1}\n",
     )
     .unwrap();
     std::fs::write(d.join("models/stg_accounts.sql"), "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'accounts') }}\n").unwrap();
     std::fs::write(d.join("models/account_count.sql"), "select count(*) as n, min(account_id) as first from {{ ref('stg_accounts') }}\n").unwrap();
+    // Readers of the failed source of every kind: a checked view (staged as
+    // the source is checked), an unchecked view and a table reading it.
+    let view = "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'opportunities') }}\n";
+    std::fs::write(d.join("models/checked_opps.sql"), view).unwrap();
+    std::fs::write(d.join("models/stg_opps.sql"), view).unwrap();
+    std::fs::write(d.join("models/opp_count.sql"), "select count(*) as n from {{ ref('stg_opps') }}\n").unwrap();
 
     let run = tally(d, &["build"]);
     run.assert_code(1);
     let r = run_results(d);
-    let pipeline = result_of(&r, "account_pipeline");
-    assert_eq!(pipeline["status"], "skipped", "{pipeline}");
-    assert_eq!(
-        pipeline["message"],
-        "skipped: source `crm.opportunities` failed its checks: 1 assertion(s) failed: completeness_crm_opportunities_account_id (1 of 3 rows)"
-    );
+    let failed = "source `crm.opportunities` failed its checks: 1 assertion(s) failed: completeness_crm_opportunities_account_id (1 of 3 rows)";
+    for reader in ["account_pipeline", "checked_opps", "stg_opps"] {
+        let result = result_of(&r, reader);
+        assert_eq!((result["status"].as_str(), result["message"].as_str()), (Some("skipped"), Some(format!("skipped: {failed}").as_str())), "{reader}");
+    }
+    let opp_count = result_of(&r, "opp_count");
+    assert_eq!((opp_count["status"].as_str(), opp_count["message"].as_str()), (Some("skipped"), Some("skipped: upstream source `crm.opportunities` failed its checks")));
     assert!(!d.join("warehouse/account_pipeline").exists());
+    assert!(!d.join("warehouse/opp_count").exists());
     // The view over the source that passed was checked, and its reader built from it.
     assert_eq!(result_of(&r, "stg_accounts")["status"], "success");
     assert_eq!(rows(&read_delta(&d.join("warehouse/account_count"))), ["n=3, first=a1"]);
