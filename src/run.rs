@@ -113,8 +113,7 @@ pub async fn run(
                     let (c, a, duplicates) = (compiled.clone(), a.clone(), duplicates.clone());
                     tasks.spawn(async move {
                         if let Some(decls) = duplicates.claim(&key) {
-                            let name = format!("{}.{}", key.0, key.1);
-                            a.check(&c.engine, &name, &relation_sql(&name), &decls, None).await;
+                            check_warned(&c, &key, &decls, &a).await;
                         }
                         Done::Other
                     });
@@ -194,8 +193,7 @@ pub async fn run(
     // checks, or was skipped) are queried now.
     if let Some(a) = &auditor {
         for (key, decls) in duplicates.left() {
-            let name = format!("{}.{}", key.0, key.1);
-            a.check(&compiled.engine, &name, &relation_sql(&name), &decls, None).await;
+            check_warned(&compiled, &key, &decls, a).await;
         }
     }
     // Only a task that panicked leaves nodes waiting: say so, never drop them.
@@ -469,6 +467,12 @@ async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], 
     let name = format!("{}.{}", key.0, key.1);
     let give = |outcomes: &[Outcome]| verdicts.give(key, blocking_summary(outcomes));
     auditor.check_judged(&compiled.engine, &name, &relation_sql(&name), decls, None, &Counted::new(), give).await;
+}
+
+/// Check one source against warn-level `decls`, which give no verdict.
+async fn check_warned(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], auditor: &Auditor) {
+    let name = format!("{}.{}", key.0, key.1);
+    auditor.check(&compiled.engine, &name, &relation_sql(&name), decls, None).await;
 }
 
 /// Sources' warn-level duplicates checks, which hold back none of the

@@ -68,25 +68,16 @@ impl SourceVerdicts {
         for key in sources {
             let Some(cell) = self.cells.get(key) else { continue };
             let mut rx = cell.subscribe();
-            let due = rx.borrow().is_none();
-            if due {
-                self.waiting.fetch_add(1, Ordering::SeqCst);
-                self.wake.notify_one();
-            }
+            let _counted = rx.borrow().is_none().then(|| Waiting::start(self));
             // The sender lives as long as `self`: waiting cannot fail.
             let verdict = rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone()).flatten();
-            if due {
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
-            }
             if let Some(why) = verdict {
                 return Some((key, why));
             }
         }
         None
     }
-}
 
-impl SourceVerdicts {
     /// Readers waiting for a verdict now.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
@@ -95,6 +86,23 @@ impl SourceVerdicts {
     /// Resolves when a reader starts waiting (at once if one did since the last call).
     pub async fn a_reader_waits(&self) {
         self.wake.notified().await
+    }
+}
+
+/// One reader counted as waiting, until dropped (even if its wait is cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(verdicts: &'a SourceVerdicts) -> Self {
+        verdicts.waiting.fetch_add(1, Ordering::SeqCst);
+        verdicts.wake.notify_one();
+        Waiting(&verdicts.waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
