@@ -78,6 +78,18 @@ impl Auditor {
         self.check_judged(engine, relation, relation_sql, decls, upstream, counted, |_| {}).await
     }
 
+    /// Whether `relation`'s Parquet footers alone prove that none of `decls`
+    /// blocks (see [`assertions::proven_unblocked`]): then its readers need
+    /// not wait for the scans, which still run for the counts reported.
+    pub async fn proven_unblocked(&self, engine: &Engine, relation: &str, relation_sql: &str, decls: &[TestDecl]) -> bool {
+        let start = Instant::now();
+        let (parsed, unparsed) = prepare(relation, relation_sql, decls, None);
+        let proven = unparsed.is_empty() && assertions::proven_unblocked(engine, &parsed, self.as_of_us, self.warn_error).await;
+        self.spent_us.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+        tracing::debug!(relation, proven, seconds = start.elapsed().as_secs_f64(), "footers");
+        proven
+    }
+
     /// [`check_counted`](Self::check_counted), handing every outcome to
     /// `judged` as soon as the statuses are known: before the failing rows,
     /// which no verdict needs, are read and stored.

@@ -5,7 +5,9 @@
 //! With an [`Auditor`] (`tally build`), each source's checks are a task of
 //! their own; the nodes reading the source start with it and wait for its
 //! verdict before they publish (see [`SourceVerdicts`]), and those reading a
-//! failed source publish nothing and are skipped. (Its warn-level duplicates
+//! failed source publish nothing and are skipped. When the source's Parquet
+//! footers prove the verdict, it comes before any scan (see
+//! [`proven_unblocked`](crate::assertions::proven_unblocked)). (Its warn-level duplicates
 //! checks hold back no reader: see [`WarnedDuplicates`].) Each node's checks
 //! gate it: a stored node is written, audited on exactly the written files
 //! and published only if no error-level check fails. A checked view's rows
@@ -462,11 +464,17 @@ fn readers_of(compiled: &Compiled, view: &str, auditor: &Auditor) -> Vec<String>
 }
 
 /// Check one source against `decls` and give its verdict, as soon as it is
-/// known: its readers need not wait for the failing rows to be stored.
+/// known: before the scans when the Parquet footers prove it (the readers
+/// then publish while the scans count what is reported), else before the
+/// failing rows are stored, which no reader needs.
 async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], auditor: &Auditor, verdicts: &SourceVerdicts) {
     let name = format!("{}.{}", key.0, key.1);
+    let sql = relation_sql(&name);
+    if auditor.proven_unblocked(&compiled.engine, &name, &sql, decls).await {
+        verdicts.give(key, None);
+    }
     let give = |outcomes: &[Outcome]| verdicts.give(key, blocking_summary(outcomes));
-    auditor.check_judged(&compiled.engine, &name, &relation_sql(&name), decls, None, &Counted::new(), give).await;
+    auditor.check_judged(&compiled.engine, &name, &sql, decls, None, &Counted::new(), give).await;
 }
 
 /// Check one source against warn-level `decls`, which give no verdict.

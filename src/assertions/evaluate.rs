@@ -98,18 +98,29 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64, 
 
 /// Lag in hours from max(column) to the as_of instant.
 async fn freshness(engine: &Engine, a: &Assertion, as_of_us: i64) -> Outcome {
-    let Kind::Freshness { column, warn_after_hours, error_after_hours, .. } = &a.kind else { return a.outcome(Err("not a freshness check".into())) };
-    let sql = format!(
+    let Some(sql) = freshness_sql(a) else { return a.outcome(Err("not a freshness check".into())) };
+    judge_freshness(a, single_row_signed(engine, &sql).await, as_of_us)
+}
+
+/// The query of a freshness check: (rows checked, newest instant in microseconds).
+pub(super) fn freshness_sql(a: &Assertion) -> Option<String> {
+    let Kind::Freshness { column, .. } = &a.kind else { return None };
+    Some(format!(
         "select count(*) as n, cast(date_part('epoch', max({c})) * 1000000 as bigint) as newest from {} where {}",
         a.relation_sql,
         filter(a),
         c = quote_ident(column)
-    );
-    let row = match single_row_signed(engine, &sql).await {
+    ))
+}
+
+/// A freshness check's outcome from the row of its [`freshness_sql`].
+pub(super) fn judge_freshness(a: &Assertion, row: Result<Vec<i64>, String>, as_of_us: i64) -> Outcome {
+    let Kind::Freshness { warn_after_hours, error_after_hours, .. } = &a.kind else { return a.outcome(Err("not a freshness check".into())) };
+    let row = match row {
         Ok(r) => r,
         Err(e) => return a.outcome(Err(e)),
     };
-    let mut o = a.outcome(Ok((row[0].max(0) as u64, 0)));
+    let mut o = a.outcome(Ok((row.first().copied().unwrap_or(0).max(0) as u64, 0)));
     let lag = lag_hours(row.get(1).copied(), as_of_us);
     o.observed = lag;
     let over = |h: &Option<f64>| h.is_some_and(|h| lag > h);
@@ -311,7 +322,11 @@ pub fn relation_sql(name: &str) -> String {
 /// The first row of `sql` as signed integers (a null is `i64::MIN`).
 async fn single_row_signed(engine: &Engine, sql: &str) -> Result<Vec<i64>, String> {
     let df = engine.ctx.sql(sql).await.map_err(|e| crate::plan::clean_message(&e))?;
-    let batches = df.collect().await.map_err(|e| crate::plan::clean_message(&e))?;
+    first_row(&df.collect().await.map_err(|e| crate::plan::clean_message(&e))?)
+}
+
+/// The first row of `batches`, all of them bigint columns (null is `i64::MIN`).
+pub(super) fn first_row(batches: &[RecordBatch]) -> Result<Vec<i64>, String> {
     let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| "the check returned no row".to_string())?;
     batch
         .columns()

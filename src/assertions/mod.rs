@@ -19,11 +19,13 @@
 
 mod evaluate;
 pub mod failing;
+mod footers;
 mod key_hashes;
 mod key_runs;
 mod parse;
 
 pub use evaluate::{evaluate, relation_sql, Evaluated};
+pub use footers::proven_unblocked;
 pub(crate) use evaluate::completeness_by_key;
 pub use key_runs::{Counted, KeyCounts, KeyRuns};
 pub use parse::parse;
@@ -142,6 +144,11 @@ impl Threshold {
             .into_iter()
             .find_map(|(p, op)| s.strip_prefix(p).map(|r| (op, r)))?;
         Some(Threshold { op, value: rest.trim().parse().ok()? })
+    }
+
+    /// Whether a count that hits stays hit as it grows (`> n`, `>= n`, `!= 0`).
+    pub fn is_monotonic(&self) -> bool {
+        matches!(self.op, Op::Gt | Op::Ge) || (self.op == Op::Ne && self.value == 0)
     }
 
     pub fn hit(&self, n: u64) -> bool {
