@@ -4,7 +4,6 @@
 //! before they become visible.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -16,7 +15,7 @@ use url::Url;
 
 use crate::assertions::{self, failing, Assertion, Counted, Kind, Outcome, Severity, Status, Threshold};
 use crate::compile::{Compiled, SingularTest};
-use crate::materialize::Audit;
+use crate::materialize::{Audit, Scratch, IN_MEMORY_BYTES};
 use crate::plan::Engine;
 use crate::project::TestDecl;
 use crate::render::quote_ident;
@@ -30,9 +29,9 @@ pub struct Auditor {
     pub warn_error: bool,
     /// `<warehouse>/_audit/<run_id>/`: failing rows, one Parquet file per check.
     pub dir: Url,
-    /// `<target-path>/scratch/<run_id>/`: checked views' rows for this run
-    /// (see [`stage_view`](crate::materialize::stage_view)); removed on drop.
-    pub scratch: PathBuf,
+    /// Checked views' rows for this run (see
+    /// [`stage_view`](crate::materialize::stage_view)).
+    pub scratch: Scratch,
     outcomes: Mutex<Vec<Outcome>>,
     /// relation -> SQL of the checks declared elsewhere that read it (see
     /// [`Auditor::checks_naming`]); indexed on first use.
@@ -48,7 +47,7 @@ impl Auditor {
             as_of_us: as_of_us(c).await,
             warn_error,
             dir: c.target.audit_url(run_id),
-            scratch: c.project.dir.join(&c.project.target_path).join("scratch").join(run_id),
+            scratch: Scratch::new(c.project.dir.join(&c.project.target_path).join("scratch").join(run_id), IN_MEMORY_BYTES),
             outcomes: Mutex::new(Vec::new()),
             naming: OnceLock::new(),
             spent_us: AtomicU64::new(0),
@@ -186,12 +185,6 @@ impl Auditor {
         if let Ok(mut all) = self.outcomes.lock() {
             all.extend(outcomes);
         }
-    }
-}
-
-impl Drop for Auditor {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }
 

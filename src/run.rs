@@ -12,7 +12,7 @@
 //! gate it: a stored node is written, audited on exactly the written files
 //! and published only if no error-level check fails. A checked view's rows
 //! are computed once, checked, and read by the rest of the run (see
-//! [`stage_view`]).
+//! [`stage_view`]); they are released once no node left reads them.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -86,7 +86,11 @@ pub async fn run(
         _ => WarnedDuplicates::default(),
     });
     let verdicts = Arc::new(SourceVerdicts::new(checked_sources.keys()));
-    let mut s = Schedule::new(&compiled, selected, checked_after, checked_sources);
+    let staged = match &auditor {
+        Some(_) => staged_readers(&compiled, selected, &checked_after),
+        None => BTreeMap::new(),
+    };
+    let mut s = Schedule::new(&compiled, selected, checked_after, checked_sources, staged);
     for key in duplicates.queried() {
         s.push_ready(Task::Late(key));
     }
@@ -94,6 +98,12 @@ pub async fn run(
     let threads = threads.max(1);
 
     loop {
+        if let Some(a) = &auditor {
+            for view in std::mem::take(&mut s.released) {
+                tracing::debug!(view, "released");
+                a.scratch.release(&compiled.engine, &view);
+            }
+        }
         // Readers waiting for a source's verdict do no work: they hold no thread.
         while tasks.len().saturating_sub(verdicts.waiting()) < threads {
             let Some(task) = s.pop_ready() else { break };
@@ -239,10 +249,21 @@ struct Schedule {
     checked_after: BTreeMap<String, BTreeSet<String>>,
     /// Checked source -> the selected nodes that wait for its checks.
     checked_sources: BTreeMap<SourceKey, BTreeSet<String>>,
+    /// Staged view -> the selected nodes that read it and have not finished
+    /// (see [`staged_readers`]).
+    staged: BTreeMap<String, BTreeSet<String>>,
+    /// Staged views that no node left to finish reads: their rows can go.
+    released: Vec<String>,
 }
 
 impl Schedule {
-    fn new(compiled: &Compiled, selected: &BTreeSet<String>, checked_after: BTreeMap<String, BTreeSet<String>>, checked_sources: BTreeMap<SourceKey, BTreeSet<String>>) -> Self {
+    fn new(
+        compiled: &Compiled,
+        selected: &BTreeSet<String>,
+        checked_after: BTreeMap<String, BTreeSet<String>>,
+        checked_sources: BTreeMap<SourceKey, BTreeSet<String>>,
+        staged: BTreeMap<String, BTreeSet<String>>,
+    ) -> Self {
         let waiting: BTreeMap<String, usize> = selected
             .iter()
             .map(|n| {
@@ -272,7 +293,7 @@ impl Schedule {
             let after = readers.iter().filter_map(|r| longest.get(r.as_str()).copied()).max().unwrap_or(0);
             chain.insert(Task::Source(k.clone()), 1 + after);
         }
-        let mut s = Schedule { waiting, ready: BTreeSet::new(), chain, results: BTreeMap::new(), checked_after, checked_sources };
+        let mut s = Schedule { waiting, ready: BTreeSet::new(), chain, results: BTreeMap::new(), checked_after, checked_sources, staged, released: Vec::new() };
         let ready: Vec<Task> =
             s.checked_sources.keys().map(|k| Task::Source(k.clone())).chain(s.waiting.iter().filter(|(_, c)| **c == 0).map(|(n, _)| Task::Node(n.clone()))).collect();
         for t in ready {
@@ -320,12 +341,19 @@ impl Schedule {
         }
     }
 
-    /// Record `name`'s result; checks that read it may run now, whatever became of it.
+    /// Record `name`'s result; checks that read it may run now, whatever
+    /// became of it, and views that only it still read can be released.
     fn finish(&mut self, name: String, r: NodeResult) {
         let waiters: Vec<String> = self.checked_after.get(&name).into_iter().flatten().cloned().collect();
         for w in waiters {
             self.count_down(&w);
         }
+        for (view, readers) in &mut self.staged {
+            if readers.remove(&name) && readers.is_empty() {
+                self.released.push(view.clone());
+            }
+        }
+        self.staged.retain(|_, readers| !readers.is_empty());
         self.results.insert(name, r);
     }
 
@@ -436,6 +464,25 @@ fn reaches(compiled: &Compiled, order: &BTreeMap<String, BTreeSet<String>>, from
         }
     }
     false
+}
+
+/// Each checked view a build stages (see [`stage_view`]) -> the selected
+/// nodes that read its rows: itself (its checks), its descendants (the views
+/// between are only plans over it) and the nodes whose checks read it. Once
+/// they have all finished its rows are released. A view that a singular test
+/// reads is left out: those tests run after every node.
+fn staged_readers(compiled: &Compiled, selected: &BTreeSet<String>, checked_after: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTreeSet<String>> {
+    selected
+        .iter()
+        .filter(|v| !compiled.nodes[*v].materialized.is_stored() && computes_rows(compiled, v))
+        .filter(|v| !compiled.singular_tests.iter().any(|t| t.refs.contains(*v)))
+        .map(|v| {
+            let mut readers: BTreeSet<String> = compiled.dag.descendants(v).into_iter().filter(|d| selected.contains(d)).collect();
+            readers.extend(checked_after.get(v).into_iter().flatten().cloned());
+            readers.insert(v.clone());
+            (v.clone(), readers)
+        })
+        .collect()
 }
 
 /// Every source the selection reads that declares checks -> the selected
@@ -588,10 +635,10 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
             }
         }
         let count = ToCount { own: crate::audit::keys_to_count(name, decls), tables: tables.iter().map(|(_, t)| t.clone()).collect() };
-        let staged = stage_view(engine, &node.name, plan, &readers_of(compiled, name, &auditor), &auditor.scratch.join(&node.name), &count)
+        let staged = stage_view(engine, &node.name, plan, &readers_of(compiled, name, &auditor), &auditor.scratch, &count)
             .await
             .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
-        tracing::debug!(view = name, seconds = start.elapsed().as_secs_f64(), "staged");
+        tracing::debug!(view = name, seconds = start.elapsed().as_secs_f64(), held_bytes = auditor.scratch.held(), "staged");
         let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, name, named);
         let mut outcomes = auditor.check_counted(engine, name, &quote_ident(name), decls, Some(&upstream), &staged.own).await;
         // The sources' checks counted here (queried where the plan did not

@@ -12,7 +12,7 @@ mod observe;
 mod scratch;
 
 pub use gate::Audit;
-pub use scratch::{stage_view, Staged, TableKeys, ToCount};
+pub use scratch::{stage_view, Scratch, Staged, TableKeys, ToCount, IN_MEMORY_BYTES};
 
 use std::sync::Arc;
 

@@ -2,28 +2,37 @@
 //!
 //! A view has no data of its own: checking it, and then building each model
 //! that reads it, would execute it again every time (its dedupe window, its
-//! joins). Instead `build` writes a checked view's rows once to local scratch
-//! Parquet, checks those rows, and lets the rest of the run read them. The
-//! models built from the view then read exactly the rows that were checked.
-//! The scratch folder belongs to the run and is removed with it.
+//! joins). Instead `build` keeps a checked view's rows once, checks those
+//! rows, and lets the rest of the run read them. The models built from the
+//! view then read exactly the rows that were checked.
+//!
+//! The rows are kept in memory, up to [`IN_MEMORY_BYTES`] over the views a
+//! run holds at once, and beyond that in local scratch Parquet. Writing and
+//! reading back Parquet (encoding, compressing, then decoding every string)
+//! was most of what checking views added to a build; memory costs none of
+//! it. A view's rows are released once no node left to run reads them (see
+//! [`Scratch::release`]); the scratch folder belongs to the run and is
+//! removed with it.
 //!
 //! Only the columns the run reads are staged: its checks', its readers'. A
 //! staging view passes every raw column on (emails, names) while its readers
-//! use a few, and writing then reading back the rest was most of what staging
-//! cost. A failed check's stored rows of the view hold these columns too.
+//! use a few. A failed check's stored rows of the view hold these columns too.
 //!
-//! The rows are written as they stream from the plan, and its uniqueness
+//! The rows are kept as they stream from the plan, and its uniqueness
 //! checks are counted on that stream when the plan orders it by their key
 //! (see [`KeyRuns`]): a staging view's dedupe window already sorts by it, so
 //! grouping the staged rows by key again would only repeat that work.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::TableReference;
 use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::parquet::arrow::AsyncArrowWriter;
@@ -41,10 +50,69 @@ use crate::plan::{parquet_table, Engine};
 /// Rows per scratch row group.
 const SCRATCH_ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// Execute `plan` once into Parquet files under `dir` (created; emptied
-/// first) and make `name` resolve to those files for the rest of the run.
-/// Only the columns that `readers` (every SQL query of the run that reads
-/// `name`) read are staged; all of them when `readers` is empty.
+/// Bytes of staged rows a build keeps in memory, over all the views it holds
+/// at once; the rows of a view that would pass it go to scratch Parquet.
+/// At scale 10 of the reference project the checked views hold about 200 MB.
+pub const IN_MEMORY_BYTES: usize = 512 << 20;
+
+/// Where one build keeps its checked views' rows: in memory up to a limit
+/// shared by the run, else under `dir` (`<target-path>/scratch/<run_id>/`),
+/// which is removed on drop.
+#[derive(Debug)]
+pub struct Scratch {
+    pub dir: PathBuf,
+    limit: usize,
+    /// View -> bytes of its rows held in memory.
+    held: Mutex<BTreeMap<String, usize>>,
+}
+
+impl Scratch {
+    pub fn new(dir: PathBuf, limit: usize) -> Self {
+        Scratch { dir, limit, held: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Hold `bytes` more of `view`'s rows in memory, if the limit allows.
+    fn hold(&self, view: &str, bytes: usize) -> bool {
+        let Ok(mut held) = self.held.lock() else { return false };
+        if held.values().sum::<usize>() + bytes > self.limit {
+            return false;
+        }
+        *held.entry(view.to_string()).or_default() += bytes;
+        true
+    }
+
+    /// `view`'s rows are no longer held in memory.
+    fn forget(&self, view: &str) {
+        if let Ok(mut held) = self.held.lock() {
+            held.remove(view);
+        }
+    }
+
+    /// Bytes held in memory, over all views.
+    pub fn held(&self) -> usize {
+        self.held.lock().map(|h| h.values().sum()).unwrap_or_default()
+    }
+
+    /// No query of the run reads `view` any more: drop its rows, from memory
+    /// or disk. (A plan still holding them keeps them until it ends.)
+    pub fn release(&self, engine: &Engine, view: &str) {
+        engine.deregister(view);
+        self.forget(view);
+        let _ = std::fs::remove_dir_all(self.dir.join(view));
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Execute `plan` once, keep its rows (in memory, or in Parquet files under
+/// `scratch`'s folder for `name` when the memory limit is reached) and make
+/// `name` resolve to them for the rest of the run. Only the columns that
+/// `readers` (every SQL query of the run that reads `name`) read are staged;
+/// all of them when `readers` is empty.
 ///
 /// Duplicates of each key in `count.own` (key columns, duplicated keys to
 /// keep) are counted on the rows as they are written, when the plan yields
@@ -52,7 +120,7 @@ const SCRATCH_ROW_GROUP_ROWS: usize = 128 * 1024;
 /// then need not group the staged rows again. Keys the plan does not order by
 /// are left out of the result. Each of `count.tables` is counted where the
 /// plan sorts that whole table by the key (see [`observe`]), or not at all.
-pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers: &[String], dir: &Path, count: &ToCount) -> Result<Staged, DataFusionError> {
+pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers: &[String], scratch: &Scratch, count: &ToCount) -> Result<Staged, DataFusionError> {
     // The readers wait for this view: until it is staged, it is only its type.
     engine.register_placeholder(name, Arc::new(plan.schema().as_arrow().clone()))?;
     let plan = match columns_read(engine, name, readers).await {
@@ -62,8 +130,7 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
         }
         _ => plan,
     };
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(|e| DataFusionError::Execution(format!("cannot create scratch folder {}: {e}", dir.display())))?;
+    scratch.forget(name);
     let schema = Arc::new(plan.schema().as_arrow().clone());
     let mut state = engine.ctx.state();
     if !count.own.is_empty() {
@@ -87,33 +154,89 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
         .collect();
     let tables: Vec<String> = count.tables.iter().zip(&observed).filter(|(_, o)| o.is_some()).map(|(t, _)| format!("{}{:?}", t.table, t.key)).collect();
     tracing::debug!(view = name, columns = schema.fields().len(), counted = ?runs.iter().map(KeyRuns::columns).collect::<Vec<_>>(), ?tables, "staging");
-    // Read back within seconds, from local disk: a fast codec and no
-    // dictionaries (interning every string was the writer's largest cost);
-    // small row groups, so the writer holds little in memory meanwhile.
-    let props = WriterProperties::builder()
-        .set_compression(Compression::LZ4_RAW)
-        .set_dictionary_enabled(false)
-        .set_max_row_group_row_count(Some(SCRATCH_ROW_GROUP_ROWS))
-        .build();
-    let path = dir.join("part-0.parquet");
-    let file = tokio::fs::File::create(&path).await.map_err(|e| DataFusionError::Execution(format!("cannot create {}: {e}", path.display())))?;
-    let mut writer = AsyncArrowWriter::try_new(file, physical.schema(), Some(props))?;
+    let written = physical.schema();
     let mut rows = execute_stream(physical, state.task_ctx())?;
+    let mut held: Vec<RecordBatch> = Vec::new();
+    let mut spilled: Option<Spill> = None;
     while let Some(batch) = rows.next().await {
         let batch = batch?;
         for r in &mut runs {
             r.update(&batch)?;
         }
-        writer.write(&batch).await?;
+        if let Some(spill) = &mut spilled {
+            spill.writer.write(&batch).await?;
+        } else if scratch.hold(name, slice_bytes(&batch)?) {
+            held.push(batch);
+        } else {
+            let mut spill = Spill::create(scratch, name, &written).await?;
+            for b in held.drain(..).chain([batch]) {
+                spill.writer.write(&b).await?;
+            }
+            scratch.forget(name);
+            spilled = Some(spill);
+        }
     }
-    writer.close().await?;
-    engine.register(name, Arc::new(parquet_table(ListingTableUrl::parse(format!("{}/", dir.display()))?, schema)?))?;
+    let table: Arc<dyn datafusion::catalog::TableProvider> = match spilled {
+        Some(spill) => {
+            spill.writer.close().await?;
+            Arc::new(parquet_table(ListingTableUrl::parse(format!("{}/", spill.dir.display()))?, schema)?)
+        }
+        None => {
+            // As many partitions as the scans of a file would make, for readers to share the work.
+            let parts = state.config().target_partitions().max(1);
+            let mut partitions = vec![Vec::new(); parts];
+            for (i, b) in held.into_iter().enumerate() {
+                partitions[i % parts].push(b);
+            }
+            // The batches' own schema: the plan's, which may differ from the
+            // logical plan's in nullability, and a memory table checks it.
+            let schema = partitions.iter().flatten().next().map_or(schema, |b| b.schema());
+            Arc::new(MemTable::try_new(schema, partitions)?)
+        }
+    };
+    engine.register(name, table)?;
     let mut own = Counted::new();
     for r in runs {
         own.insert(r.columns().to_vec(), r.finish()?);
     }
     let tables = observed.into_iter().map(|o| o.and_then(|o| o.lock().ok().and_then(|mut c| c.take()))).collect();
     Ok(Staged { own, tables })
+}
+
+/// A view's rows going to scratch Parquet, once memory is full.
+struct Spill {
+    dir: PathBuf,
+    writer: AsyncArrowWriter<tokio::fs::File>,
+}
+
+impl Spill {
+    async fn create(scratch: &Scratch, name: &str, schema: &SchemaRef) -> Result<Spill, DataFusionError> {
+        let dir = scratch.dir.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| DataFusionError::Execution(format!("cannot create scratch folder {}: {e}", dir.display())))?;
+        // Read back within seconds, from local disk: a fast codec and no
+        // dictionaries (interning every string was the writer's largest
+        // cost); small row groups, so the writer holds little in memory.
+        let props = WriterProperties::builder()
+            .set_compression(Compression::LZ4_RAW)
+            .set_dictionary_enabled(false)
+            .set_max_row_group_row_count(Some(SCRATCH_ROW_GROUP_ROWS))
+            .build();
+        let path = dir.join("part-0.parquet");
+        let file = tokio::fs::File::create(&path).await.map_err(|e| DataFusionError::Execution(format!("cannot create {}: {e}", path.display())))?;
+        let writer = AsyncArrowWriter::try_new(file, schema.clone(), Some(props))?;
+        Ok(Spill { dir, writer })
+    }
+}
+
+/// Bytes of `batch`'s rows: of its slices of buffers, not the whole buffers,
+/// which the batches cut from one buffer share.
+fn slice_bytes(batch: &RecordBatch) -> Result<usize, DataFusionError> {
+    let mut bytes = 0;
+    for c in batch.columns() {
+        bytes += c.to_data().get_slice_memory_size()?;
+    }
+    Ok(bytes)
 }
 
 /// What [`stage_view`] counts while it stages a view.
@@ -192,14 +315,15 @@ mod tests {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        stage_view(&engine, "v", plan.clone(), &[], &dir.path().join("v"), &ToCount::default()).await.unwrap();
+        let scratch = Scratch::new(dir.path().to_path_buf(), IN_MEMORY_BYTES);
+        stage_view(&engine, "v", plan.clone(), &[], &scratch, &ToCount::default()).await.unwrap();
         let batches = engine.ctx.sql("select count(*) as n, count(name) as named, sum(id) as s from v").await.unwrap().collect().await.unwrap();
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
         assert!(text.contains("| 3 | 2     | 6 |"), "{text}");
         let staged = engine.ctx.table("v").await.unwrap();
         assert_eq!(staged.schema().as_arrow().fields(), plan.schema().as_arrow().fields());
         // Staging again replaces the rows, it does not add to them.
-        stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &ToCount::default()).await.unwrap();
+        stage_view(&engine, "v", plan, &[], &scratch, &ToCount::default()).await.unwrap();
         let n = engine.ctx.sql("select count(*) from v").await.unwrap().collect().await.unwrap();
         assert_eq!(n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0), 3);
     }
@@ -216,7 +340,8 @@ mod tests {
             "select count(*) from public.v where name = 'a' and id in (select id from datafusion.public.v)".to_string(),
         ];
         let dir = tempfile::tempdir().unwrap();
-        stage_view(&engine, "v", plan.clone(), &readers, &dir.path().join("v"), &ToCount::default()).await.unwrap();
+        let scratch = Scratch::new(dir.path().to_path_buf(), IN_MEMORY_BYTES);
+        stage_view(&engine, "v", plan.clone(), &readers, &scratch, &ToCount::default()).await.unwrap();
         assert_eq!(staged_columns(&engine).await, ["id", "name", "amount"]);
         let sum = engine.ctx.sql("select sum(amount) from v where name = 'b'").await.unwrap().collect().await.unwrap();
         assert_eq!(sum[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0), 20);
@@ -225,7 +350,7 @@ mod tests {
         // does not plan, or for readers that read no column.
         for readers in [["select * from v"], ["select nope from v"], ["select count(*) from v"]] {
             let readers = readers.map(String::from);
-            stage_view(&engine, "v", plan.clone(), &readers, &dir.path().join("v"), &ToCount::default()).await.unwrap();
+            stage_view(&engine, "v", plan.clone(), &readers, &scratch, &ToCount::default()).await.unwrap();
             assert_eq!(staged_columns(&engine).await, ["id", "name", "amount", "flag"], "{readers:?}");
         }
     }
@@ -235,12 +360,13 @@ mod tests {
         let engine = Engine::new(2);
         let rows = "(values ('b', 1), ('a', 1), (null, 1), ('b', 2), ('c', 1), ('b', 3), (null, 2)) as t(id, n)";
         let dir = tempfile::tempdir().unwrap();
+        let scratch = Scratch::new(dir.path().to_path_buf(), IN_MEMORY_BYTES);
         let count = ToCount { own: vec![(vec!["id".to_string()], 10), (vec!["id".to_string(), "n".to_string()], 10), (vec!["n".to_string()], 10)], tables: vec![] };
 
         // Ordered by id: equal ids are adjacent, so (id) and (id, n) are
         // counted as the rows are written; (n) is not, it is left to a query.
         let plan = engine.plan_sql(&format!("select * from {rows} order by id, n")).await.unwrap();
-        let counted = stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &count).await.unwrap().own;
+        let counted = stage_view(&engine, "v", plan, &[], &scratch, &count).await.unwrap().own;
         assert_eq!(counted.keys().cloned().collect::<Vec<_>>(), [vec!["id".to_string()], vec!["id".to_string(), "n".to_string()]]);
         let by_id = &counted[&vec!["id".to_string()]];
         // Non-null ids: a, b, b, b, c: 5 rows, 3 distinct; b is kept, 3 times.
@@ -255,8 +381,53 @@ mod tests {
 
         // Unordered (a hash aggregate's output): nothing is counted.
         let plan = engine.plan_sql(&format!("select id, max(n) as n from {rows} group by id")).await.unwrap();
-        let counted = stage_view(&engine, "v", plan, &[], &dir.path().join("v"), &count).await.unwrap().own;
+        let counted = stage_view(&engine, "v", plan, &[], &scratch, &count).await.unwrap().own;
         assert!(counted.is_empty(), "{:?}", counted.keys());
+    }
+
+    /// Rows of `v`, summed: n, count(name), sum(id).
+    async fn totals(engine: &Engine) -> String {
+        let batches = engine.ctx.sql("select count(*) as n, count(name) as named, sum(id) as s from v").await.unwrap().collect().await.unwrap();
+        datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn rows_past_the_memory_limit_go_to_scratch_parquet_and_release_frees_them() {
+        let engine = Engine::new(2);
+        let dir = tempfile::tempdir().unwrap();
+        let sql = "select * from (values (1, 'a'), (2, 'b'), (3, null)) as t(id, name)";
+        let parquet_files = |view: &str| std::fs::read_dir(dir.path().join(view)).map(|d| d.count()).unwrap_or(0);
+
+        // Room for the rows: they stay in memory, no file is written.
+        let roomy = Scratch::new(dir.path().to_path_buf(), IN_MEMORY_BYTES);
+        stage_view(&engine, "v", engine.plan_sql(sql).await.unwrap(), &[], &roomy, &ToCount::default()).await.unwrap();
+        assert!(roomy.held() > 0);
+        assert_eq!(parquet_files("v"), 0);
+        assert!(totals(&engine).await.contains("| 3 | 2     | 6 |"));
+        // Released: its bytes are given back and the name no longer resolves.
+        roomy.release(&engine, "v");
+        assert_eq!(roomy.held(), 0);
+        assert!(engine.ctx.table("v").await.is_err());
+
+        // No room: the same rows, read back from Parquet; release removes the file.
+        let full = Scratch::new(dir.path().to_path_buf(), 0);
+        stage_view(&engine, "v", engine.plan_sql(sql).await.unwrap(), &[], &full, &ToCount::default()).await.unwrap();
+        assert_eq!((full.held(), parquet_files("v")), (0, 1));
+        assert!(totals(&engine).await.contains("| 3 | 2     | 6 |"));
+        full.release(&engine, "v");
+        assert_eq!(parquet_files("v"), 0);
+    }
+
+    #[test]
+    fn the_memory_limit_is_shared_by_the_views_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = Scratch::new(dir.path().to_path_buf(), 100);
+        assert!(scratch.hold("a", 60));
+        assert!(!scratch.hold("b", 50), "60 + 50 passes the limit");
+        assert!(scratch.hold("b", 40));
+        scratch.forget("a");
+        assert!(scratch.hold("b", 50));
+        assert_eq!(scratch.held(), 90);
     }
 
     async fn staged_columns(engine: &Engine) -> Vec<String> {

@@ -391,6 +391,54 @@ select * exclude (_first) from (
     }
 }
 
+/// A staged view's rows are released once every node that reads them has
+/// finished: its readers, and the models whose checks read it. A view that
+/// a singular test reads is kept to the end, when those tests run.
+#[test]
+fn a_staged_views_rows_are_released_after_its_last_reader() {
+    let dir = project(SOURCES);
+    let d = dir.path();
+    let view = "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'opportunities') }}\n";
+    std::fs::write(d.join("models/stg_opps.sql"), view).unwrap();
+    std::fs::write(d.join("models/opp_total.sql"), "select count(*) as n from {{ ref('stg_opps') }}\n").unwrap();
+    // Named to sort after opp_total: with one thread it runs last, its
+    // check reading stg_opps after every reader of stg_opps's rows is done.
+    std::fs::write(d.join("models/xref_ids.sql"), "select 'o1' as opportunity_id\n").unwrap();
+    std::fs::write(d.join("models/stg_accounts.sql"), "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'accounts') }}\n").unwrap();
+    std::fs::write(
+        d.join("models/models.yml"),
+        "models:
+  - name: stg_opps
+    data_tests:
+      - row_count: {min: 1}
+  - name: stg_accounts
+    data_tests:
+      - row_count: {min: 1}
+  - name: xref_ids
+    columns:
+      - name: opportunity_id
+        data_tests:
+          - relationships: {to: ref('stg_opps'), field: opportunity_id}
+",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("tests")).unwrap();
+    std::fs::write(d.join("tests/accounts_exist.sql"), "select 1 as missing from (select count(*) as n from {{ ref('stg_accounts') }}) c where n = 0\n").unwrap();
+
+    let (exit, log) = build_logged(d, &["--threads", "1"]);
+    assert_eq!(exit, Some(0), "{log}");
+    let at = |needle: &str| log.lines().position(|l| l.contains(needle));
+    let released = at("released view=\"stg_opps\"").unwrap_or_else(|| panic!("stg_opps was never released\n{log}"));
+    for reader in ["opp_total", "xref_ids"] {
+        let finished = at(&format!("node finished node={reader} ")).unwrap();
+        assert!(finished < released, "stg_opps released before {reader} finished\n{log}");
+    }
+    assert_eq!(at("released view=\"stg_accounts\""), None, "{log}");
+    assert_eq!(assertion(d, "accounts_exist")["status"], "pass");
+    assert_eq!(assertion(d, "relationships_xref_ids_opportunity_id")["status"], "pass");
+    assert_eq!(rows(&read_delta(&d.join("warehouse/opp_total"))), ["n=3"]);
+}
+
 /// `tally build` with `args` and debug logging: its exit code and its log.
 fn build_logged(d: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
