@@ -7,12 +7,14 @@
 //! verdict before they publish (see [`SourceVerdicts`]), and those reading a
 //! failed source publish nothing and are skipped. When the source's Parquet
 //! footers prove the verdict, it comes before any scan (see
-//! [`proven_unblocked`](crate::assertions::proven_unblocked)). (Its warn-level duplicates
-//! checks hold back no reader: see [`WarnedDuplicates`].) Each node's checks
-//! gate it: a stored node is written, audited on exactly the written files
-//! and published only if no error-level check fails. A checked view's rows
-//! are computed once, checked, and read by the rest of the run (see
-//! [`stage_view`]); they are released once no node left reads them.
+//! [`proven_unblocked`](crate::assertions::proven_unblocked)), and the scans,
+//! which then only count what is reported, wait like any work no one waits
+//! for: until no node is ready. (Its warn-level duplicates checks hold back
+//! no reader: see [`WarnedDuplicates`].) Each node's checks gate it: a stored
+//! node is written, audited on exactly the written files and published only
+//! if no error-level check fails. A checked view's rows are computed once,
+//! checked, and read by the rest of the run (see [`stage_view`]); they are
+//! released once no node left reads them.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -116,8 +118,16 @@ pub async fn run(
                     let (c, a, decls, verdicts) = (compiled.clone(), a.clone(), duplicates.checked_ahead(&compiled, &key), verdicts.clone());
                     tasks.spawn(async move {
                         let _stopped = verdicts.guard(&key);
-                        check_source(&c, &key, &decls, &a, &verdicts).await;
-                        Done::Source(key)
+                        let proven = check_source(&c, &key, &decls, &a, &verdicts).await;
+                        Done::Source(key, proven)
+                    });
+                    continue;
+                }
+                (Task::Scan(key), Some(a)) => {
+                    let (c, a, decls, verdicts) = (compiled.clone(), a.clone(), duplicates.checked_ahead(&compiled, &key), verdicts.clone());
+                    tasks.spawn(async move {
+                        scan_source(&c, &key, &decls, &a, &verdicts).await;
+                        Done::Other
                     });
                     continue;
                 }
@@ -131,7 +141,7 @@ pub async fn run(
                     });
                     continue;
                 }
-                (Task::Source(_) | Task::Late(_), None) => continue,
+                (Task::Source(_) | Task::Late(_) | Task::Scan(_), None) => continue,
                 (Task::Node(name), _) => name,
             };
             let node = &compiled.nodes[&name];
@@ -170,9 +180,12 @@ pub async fn run(
         let Some(joined) = joined else { break };
         let (name, outcome, secs) = match joined {
             Ok(Done::Node(name, outcome, secs)) => (name, outcome, secs),
-            Ok(Done::Source(key)) => {
+            Ok(Done::Source(key, proven)) => {
                 for reader in s.source_done(&key) {
                     s.count_down(&reader);
+                }
+                if proven {
+                    s.push_ready(Task::Scan(key));
                 }
                 continue;
             }
@@ -219,19 +232,23 @@ pub async fn run(
 }
 
 /// Something the scheduler starts: checking a source, running a node, or
-/// checks of a source that nothing waits for (see [`WarnedDuplicates`]).
+/// checks of a source that nothing waits for: its warned duplicates (see
+/// [`WarnedDuplicates`]), or its scans once the footers proved its verdict.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Task {
     Source(SourceKey),
     Node(String),
     Late(SourceKey),
+    Scan(SourceKey),
 }
 
 /// What a finished task reports. A source's checks give their verdict to
 /// [`SourceVerdicts`]; the scheduler learns only that they are done.
 enum Done {
     Node(String, Result<Executed, String>, f64),
-    Source(SourceKey),
+    /// A source's verdict is given; true when it came from the footers, and
+    /// the scans are still to run.
+    Source(SourceKey, bool),
     Other,
 }
 
@@ -303,7 +320,7 @@ impl Schedule {
     }
 
     /// Queue `task` once its inputs are done; tasks with no chain (see
-    /// [`Task::Late`]) come after every other.
+    /// [`Task::Late`], [`Task::Scan`]) come after every other.
     fn push_ready(&mut self, task: Task) {
         let w = self.chain.get(&task).copied().unwrap_or(0);
         self.ready.insert((Reverse(w), task));
@@ -511,17 +528,25 @@ fn readers_of(compiled: &Compiled, view: &str, auditor: &Auditor) -> Vec<String>
 }
 
 /// Check one source against `decls` and give its verdict, as soon as it is
-/// known: before the scans when the Parquet footers prove it (the readers
-/// then publish while the scans count what is reported), else before the
-/// failing rows are stored, which no reader needs.
-async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], auditor: &Auditor, verdicts: &SourceVerdicts) {
+/// known. When the Parquet footers prove it, before any scan, this returns
+/// true: the scans, which only count what is reported, are left to
+/// [`scan_source`], which no reader waits for. Else the scans give it.
+async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], auditor: &Auditor, verdicts: &SourceVerdicts) -> bool {
     let name = format!("{}.{}", key.0, key.1);
-    let sql = relation_sql(&name);
-    if auditor.proven_unblocked(&compiled.engine, &name, &sql, decls).await {
+    if auditor.proven_unblocked(&compiled.engine, &name, &relation_sql(&name), decls).await {
         verdicts.give(key, None);
+        return true;
     }
+    scan_source(compiled, key, decls, auditor, verdicts).await;
+    false
+}
+
+/// Run one source's checks and give the verdict (unless one was given),
+/// before the failing rows are stored, which no reader needs.
+async fn scan_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], auditor: &Auditor, verdicts: &SourceVerdicts) {
+    let name = format!("{}.{}", key.0, key.1);
     let give = |outcomes: &[Outcome]| verdicts.give(key, blocking_summary(outcomes));
-    auditor.check_judged(&compiled.engine, &name, &sql, decls, None, &Counted::new(), give).await;
+    auditor.check_judged(&compiled.engine, &name, &relation_sql(&name), decls, None, &Counted::new(), give).await;
 }
 
 /// Check one source against warn-level `decls`, which give no verdict.

@@ -439,6 +439,27 @@ fn a_staged_views_rows_are_released_after_its_last_reader() {
     assert_eq!(rows(&read_delta(&d.join("warehouse/opp_total"))), ["n=3"]);
 }
 
+/// A source whose footers prove its verdict frees its readers at once; its
+/// scans, which only count what is reported, run when no node is ready:
+/// with one thread, after every model. What they count is still reported.
+#[test]
+fn a_proven_sources_scans_wait_for_the_nodes() {
+    // opportunities: o3 has no account; 2 of 3 complete passes min_ratio 0.5,
+    // and the footers' null count (1) proves it.
+    let sources = checked_sources().replace("min_ratio: 1}", "min_ratio: 0.5}");
+    let dir = project(&sources);
+    let d = dir.path();
+    let (exit, log) = build_logged(d, &["--threads", "1"]);
+    assert_eq!(exit, Some(0), "{log}");
+    let at = |needle: &str| log.lines().position(|l| l.contains(needle));
+    let proven = at("footers relation=\"crm.opportunities\" proven=true").unwrap_or_else(|| panic!("not proven\n{log}"));
+    let built = at("node finished node=account_pipeline ").unwrap();
+    let scanned = at("fused checks relation=\"\\\"crm\\\".\\\"opportunities\\\"\"").unwrap_or_else(|| panic!("never scanned\n{log}"));
+    assert!(proven < built && built < scanned, "proof {proven}, model {built}, scan {scanned}\n{log}");
+    let completeness = assertion(d, "completeness_crm_opportunities_account_id");
+    assert_eq!((completeness["status"].as_str(), completeness["failing_rows"].as_u64()), (Some("pass"), Some(1)), "{completeness}");
+}
+
 /// `tally build` with `args` and debug logging: its exit code and its log.
 fn build_logged(d: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
