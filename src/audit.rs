@@ -84,8 +84,9 @@ impl Auditor {
         let start = Instant::now();
         let (parsed, unparsed) = prepare(relation, relation_sql, decls, None);
         let proven = unparsed.is_empty() && assertions::proven_unblocked(engine, &parsed, self.as_of_us, self.warn_error).await;
-        self.spent_us.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
-        tracing::debug!(relation, proven, seconds = start.elapsed().as_secs_f64(), "footers");
+        let spent = start.elapsed();
+        self.spent_us.fetch_add(spent.as_micros() as u64, Ordering::Relaxed);
+        tracing::debug!(relation, proven, seconds = spent.as_secs_f64(), "footers");
         proven
     }
 

@@ -115,7 +115,7 @@ impl Drop for Scratch {
 /// all of them when `readers` is empty.
 ///
 /// Duplicates of each key in `count.own` (key columns, duplicated keys to
-/// keep) are counted on the rows as they are written, when the plan yields
+/// keep) are counted on the rows as they stream from the plan, when it yields
 /// them ordered by that key (a dedupe window sorted by it, say): the checks
 /// then need not group the staged rows again. Keys the plan does not order by
 /// are left out of the result. Each of `count.tables` is counted where the
@@ -154,7 +154,7 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
         .collect();
     let tables: Vec<String> = count.tables.iter().zip(&observed).filter(|(_, o)| o.is_some()).map(|(t, _)| format!("{}{:?}", t.table, t.key)).collect();
     tracing::debug!(view = name, columns = schema.fields().len(), counted = ?runs.iter().map(KeyRuns::columns).collect::<Vec<_>>(), ?tables, "staging");
-    let written = physical.schema();
+    let produced = physical.schema();
     let mut rows = execute_stream(physical, state.task_ctx())?;
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut spilled: Option<Spill> = None;
@@ -168,7 +168,7 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
         } else if scratch.hold(name, slice_bytes(&batch)?) {
             held.push(batch);
         } else {
-            let mut spill = Spill::create(scratch, name, &written).await?;
+            let mut spill = Spill::create(scratch, name, &produced).await?;
             for b in held.drain(..).chain([batch]) {
                 spill.writer.write(&b).await?;
             }
@@ -317,8 +317,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let scratch = Scratch::new(dir.path().to_path_buf(), IN_MEMORY_BYTES);
         stage_view(&engine, "v", plan.clone(), &[], &scratch, &ToCount::default()).await.unwrap();
-        let batches = engine.ctx.sql("select count(*) as n, count(name) as named, sum(id) as s from v").await.unwrap().collect().await.unwrap();
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+        let text = totals(&engine).await;
         assert!(text.contains("| 3 | 2     | 6 |"), "{text}");
         let staged = engine.ctx.table("v").await.unwrap();
         assert_eq!(staged.schema().as_arrow().fields(), plan.schema().as_arrow().fields());
@@ -364,7 +363,7 @@ mod tests {
         let count = ToCount { own: vec![(vec!["id".to_string()], 10), (vec!["id".to_string(), "n".to_string()], 10), (vec!["n".to_string()], 10)], tables: vec![] };
 
         // Ordered by id: equal ids are adjacent, so (id) and (id, n) are
-        // counted as the rows are written; (n) is not, it is left to a query.
+        // counted as the rows stream; (n) is not, it is left to a query.
         let plan = engine.plan_sql(&format!("select * from {rows} order by id, n")).await.unwrap();
         let counted = stage_view(&engine, "v", plan, &[], &scratch, &count).await.unwrap().own;
         assert_eq!(counted.keys().cloned().collect::<Vec<_>>(), [vec!["id".to_string()], vec!["id".to_string(), "n".to_string()]]);
@@ -416,6 +415,17 @@ mod tests {
         assert!(totals(&engine).await.contains("| 3 | 2     | 6 |"));
         full.release(&engine, "v");
         assert_eq!(parquet_files("v"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_view_with_no_rows_is_staged_empty_with_its_columns() {
+        let engine = Engine::new(2);
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = Scratch::new(dir.path().to_path_buf(), IN_MEMORY_BYTES);
+        let plan = engine.plan_sql("select * from (values (1, 'a')) as t(id, name) where id > 5").await.unwrap();
+        stage_view(&engine, "v", plan, &[], &scratch, &ToCount::default()).await.unwrap();
+        assert_eq!(staged_columns(&engine).await, ["id", "name"]);
+        assert!(totals(&engine).await.contains("| 0 | 0     |   |"), "{}", totals(&engine).await);
     }
 
     #[test]
