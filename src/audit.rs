@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::future::BoxFuture;
 use rayon::prelude::*;
@@ -39,6 +40,16 @@ pub struct Auditor {
     /// Time spent evaluating checks and collecting failing rows, summed over
     /// every check call (µs; calls on different models may overlap).
     spent_us: AtomicU64,
+    /// Failing rows left for later (see [`Auditor::check_source_counted`]).
+    deferred: Mutex<Vec<Deferred>>,
+}
+
+/// A warning's failing rows, not read yet: what [`failing::collect`] needs.
+struct Deferred {
+    assertion: Assertion,
+    shown: Vec<String>,
+    outcome: Outcome,
+    duplicated_keys: Vec<RecordBatch>,
 }
 
 impl Auditor {
@@ -51,6 +62,7 @@ impl Auditor {
             outcomes: Mutex::new(Vec::new()),
             naming: OnceLock::new(),
             spent_us: AtomicU64::new(0),
+            deferred: Mutex::new(Vec::new()),
         }
     }
 
@@ -106,22 +118,54 @@ impl Auditor {
     ) -> Vec<Outcome> {
         let (parsed, mut outcomes) = prepare(relation, relation_sql, decls, upstream);
         let unparsed = outcomes.clone();
-        let own = self.run(engine, parsed, counted, |own| judged(&[unparsed, own.to_vec()].concat())).await;
+        let own = self.run(engine, parsed, counted, |own| judged(&[unparsed, own.to_vec()].concat()), false).await;
         outcomes.extend(own);
         self.record(outcomes.clone());
         outcomes
     }
 
-    /// Evaluate parsed assertions, judge them and keep their failing rows;
-    /// returns the outcomes (recorded by the caller).
-    async fn run(&self, engine: &Engine, parsed: Vec<Assertion>, counted: &Counted, judged: impl FnOnce(&[Outcome])) -> Vec<Outcome> {
+    /// [`check_counted`](Self::check_counted) of source `name`, whose files
+    /// stay as they are for the whole run: the failing rows of the checks
+    /// that only warn, which nothing waits for, are read later, by
+    /// [`collect_deferred`](Self::collect_deferred), when a slot is free.
+    pub async fn check_source_counted(&self, engine: &Engine, name: &str, decls: &[TestDecl], counted: &Counted) -> Vec<Outcome> {
+        let (parsed, mut outcomes) = prepare(name, &assertions::relation_sql(name), decls, None);
+        outcomes.extend(self.run(engine, parsed, counted, |_| {}, true).await);
+        self.record(outcomes.clone());
+        outcomes
+    }
+
+    /// Whether failing rows wait for [`collect_deferred`](Self::collect_deferred).
+    pub fn has_deferred(&self) -> bool {
+        self.deferred.lock().is_ok_and(|d| !d.is_empty())
+    }
+
+    /// Read and store the failing rows left for later, and add them to the
+    /// outcomes recorded.
+    pub async fn collect_deferred(&self, engine: &Engine) {
         let start = Instant::now();
-        let evaluated = self.judge(engine, parsed, counted, judged).await;
+        let deferred = self.deferred.lock().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default();
+        for Deferred { assertion, shown, mut outcome, duplicated_keys } in deferred {
+            self.collect(engine, &assertion, &shown, &mut outcome, duplicated_keys).await;
+            if let Ok(mut all) = self.outcomes.lock()
+                && let Some(recorded) = all.iter_mut().find(|o| o.name == outcome.name && o.relation == outcome.relation)
+            {
+                *recorded = outcome;
+            }
+        }
+        self.spent_us.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Evaluate parsed assertions, judge them and keep their failing rows
+    /// (with `defer`, a warning's later); returns the outcomes (recorded by the caller).
+    async fn run(&self, engine: &Engine, parsed: Vec<Assertion>, counted: &Counted, judged: impl FnOnce(&[Outcome]), defer: bool) -> Vec<Outcome> {
+        let start = Instant::now();
+        let evaluated = self.judge(engine, parsed, counted, judged, defer).await;
         self.spent_us.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
         evaluated
     }
 
-    async fn judge(&self, engine: &Engine, mut parsed: Vec<Assertion>, counted: &Counted, judged: impl FnOnce(&[Outcome])) -> Vec<Outcome> {
+    async fn judge(&self, engine: &Engine, mut parsed: Vec<Assertion>, counted: &Counted, judged: impl FnOnce(&[Outcome]), defer: bool) -> Vec<Outcome> {
         dedupe_names(&mut parsed);
         let evaluated = assertions::evaluate(engine, &parsed, self.as_of_us, counted).await;
         let (mut outcomes, mut duplicated_keys): (Vec<Outcome>, Vec<_>) = evaluated.into_iter().map(|e| (e.outcome, e.duplicated_keys)).unzip();
@@ -131,22 +175,34 @@ impl Auditor {
         }
         judged(&outcomes);
         let key = key_columns(&parsed);
-        for ((a, o), keys) in parsed.iter().zip(&mut outcomes).zip(&mut duplicated_keys) {
+        for ((a, o), keys) in parsed.into_iter().zip(&mut outcomes).zip(&mut duplicated_keys) {
             if o.status != Status::Pass && o.status != Status::Error {
                 let mut shown = key.clone();
                 shown.extend(a.kind.columns().into_iter().filter(|c| !key.contains(c)));
-                let start = Instant::now();
-                failing::collect(engine, a, &shown, o, &self.dir, std::mem::take(keys)).await;
-                tracing::debug!(check = %a.name, seconds = start.elapsed().as_secs_f64(), "failing rows");
+                let duplicated_keys = std::mem::take(keys);
+                if defer
+                    && o.status == Status::Warn
+                    && let Ok(mut d) = self.deferred.lock()
+                {
+                    d.push(Deferred { assertion: a, shown, outcome: o.clone(), duplicated_keys });
+                } else {
+                    self.collect(engine, &a, &shown, o, duplicated_keys).await;
+                }
             }
         }
         outcomes
     }
 
+    async fn collect(&self, engine: &Engine, a: &Assertion, shown: &[String], o: &mut Outcome, duplicated_keys: Vec<RecordBatch>) {
+        let start = Instant::now();
+        failing::collect(engine, a, shown, o, &self.dir, duplicated_keys).await;
+        tracing::debug!(check = %a.name, seconds = start.elapsed().as_secs_f64(), "failing rows");
+    }
+
     /// Run singular tests (SQL files under `tests/`) on what the warehouse holds.
     pub async fn check_singular(&self, engine: &Engine, tests: &[&SingularTest]) -> Vec<Outcome> {
         let parsed = tests.iter().map(|t| singular_assertion(t)).collect();
-        let outcomes = self.run(engine, parsed, &Counted::new(), |_| {}).await;
+        let outcomes = self.run(engine, parsed, &Counted::new(), |_| {}, false).await;
         self.record(outcomes.clone());
         outcomes
     }

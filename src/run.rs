@@ -141,7 +141,15 @@ pub async fn run(
                     });
                     continue;
                 }
-                (Task::Source(_) | Task::Late(_) | Task::Scan(_), None) => continue,
+                (Task::Rows, Some(a)) => {
+                    let (c, a) = (compiled.clone(), a.clone());
+                    tasks.spawn(async move {
+                        a.collect_deferred(&c.engine).await;
+                        Done::Other
+                    });
+                    continue;
+                }
+                (Task::Source(_) | Task::Late(_) | Task::Scan(_) | Task::Rows, None) => continue,
                 (Task::Node(name), _) => name,
             };
             let node = &compiled.nodes[&name];
@@ -205,6 +213,9 @@ pub async fn run(
         r.completed_at = run_start.elapsed().as_secs_f64();
         tracing::info!(node = %name, status = ?r.status, rows = ?r.rows, seconds = secs, "node finished");
         progress.finished(&r);
+        if auditor.as_ref().is_some_and(|a| a.has_deferred()) {
+            s.push_ready(Task::Rows);
+        }
         if r.status == Status::Success {
             for child in compiled.dag.children(&name) {
                 s.count_down(child);
@@ -220,6 +231,7 @@ pub async fn run(
         for (key, decls) in duplicates.left() {
             check_warned(&compiled, &key, &decls, a).await;
         }
+        a.collect_deferred(&compiled.engine).await;
     }
     // Only a task that panicked leaves nodes waiting: say so, never drop them.
     for name in std::mem::take(&mut s.waiting).into_keys() {
@@ -232,14 +244,16 @@ pub async fn run(
 }
 
 /// Something the scheduler starts: checking a source, running a node, or
-/// checks of a source that nothing waits for: its warned duplicates (see
-/// [`WarnedDuplicates`]), or its scans once the footers proved its verdict.
+/// work that nothing waits for: a source's warned duplicates (see
+/// [`WarnedDuplicates`]), its scans once the footers proved its verdict, or
+/// the failing rows of sources' warnings (see [`Auditor::collect_deferred`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Task {
     Source(SourceKey),
     Node(String),
     Late(SourceKey),
     Scan(SourceKey),
+    Rows,
 }
 
 /// What a finished task reports. A source's checks give their verdict to
@@ -319,8 +333,9 @@ impl Schedule {
         s
     }
 
-    /// Queue `task` once its inputs are done; tasks with no chain (see
-    /// [`Task::Late`], [`Task::Scan`]) come after every other.
+    /// Queue `task` once its inputs are done (once: the queue is a set);
+    /// tasks with no chain (see [`Task::Late`], [`Task::Scan`],
+    /// [`Task::Rows`]) come after every other.
     fn push_ready(&mut self, task: Task) {
         let w = self.chain.get(&task).copied().unwrap_or(0);
         self.ready.insert((Reverse(w), task));
@@ -671,7 +686,7 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         for (key, checks) in sources.into_iter().filter(|(key, _)| duplicates.claim(key).is_some()) {
             let counted = tables.iter().zip(&staged.tables).filter(|((k, _), _)| *k == key).filter_map(|((_, t), c)| Some((t.key.clone(), c.clone()?))).collect();
             let source = format!("{}.{}", key.0, key.1);
-            let checked = auditor.check_counted(engine, &source, &relation_sql(&source), checks, None, &counted).await;
+            let checked = auditor.check_source_counted(engine, &source, checks, &counted).await;
             outcomes.extend(checked.into_iter().filter(|o| o.blocks()));
         }
         if let Some(why) = blocking_summary(&outcomes) {

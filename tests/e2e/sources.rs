@@ -349,6 +349,10 @@ select * exclude (_first) from (
     assert!(log.contains(r#"tables=["\"crm\".\"opportunities\"[\"opportunity_id\"]"]"#), "{log}");
     let built = duplicates(d);
     assert_eq!((built["status"].as_str(), built["rows_checked"].as_u64(), built["failing_rows"].as_u64()), (Some("warn"), Some(5), Some(2)), "{built}");
+    // The warning's rows are read once the view is done, which its readers wait for, not before.
+    let at = |line: &str| log.find(line).unwrap_or_else(|| panic!("no `{line}` in {log}"));
+    assert!(at("node finished node=stg_opportunities") < at("failing rows check=duplicates_crm_opportunities_opportunity_id"), "{log}");
+    assert_eq!(built["sample"].as_array().map(Vec::len), Some(2), "{built}");
     let stored = std::path::PathBuf::from(built["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
     let mut failing = rows(&read_parquet(&stored));
     failing.sort();
