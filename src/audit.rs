@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::assertions::{self, failing, Assertion, Counted, Kind, Outcome, Severity, Status, Threshold};
 use crate::compile::{Compiled, SingularTest};
-use crate::materialize::{Audit, Scratch, IN_MEMORY_BYTES};
+use crate::materialize::{Audit, Observed, Scratch, IN_MEMORY_BYTES};
 use crate::plan::Engine;
 use crate::project::TestDecl;
 use crate::render::quote_ident;
@@ -487,6 +487,9 @@ pub struct ModelAudit {
     pub model: String,
     /// The staged data's schema, for a write that produced no file.
     pub schema: SchemaRef,
+    /// Duplicates counted on the rows as they were written, by key columns
+    /// (see [`plan_write`](crate::materialize::plan_write)).
+    pub written_keys: Vec<(Vec<String>, Observed)>,
     /// What the checks found, once the gate has run.
     pub outcomes: Mutex<Vec<Outcome>>,
     /// The checked sources the model reads, whose verdicts it waits for.
@@ -509,7 +512,8 @@ impl ModelAudit {
         }
         engine.register_files(&staged, &files, self.schema.clone()).await.map_err(|e| format!("cannot read the staged files: {}", crate::plan::clean_message(&e)))?;
         let upstream = |named: &[String]| upstream_loads(&self.compiled, &self.model, named);
-        let outcomes = self.auditor.check(engine, &self.model, &quote_ident(&staged), decls, Some(&upstream)).await;
+        let counted: Counted = self.written_keys.iter().filter_map(|(key, found)| Some((key.clone(), found.lock().ok()?.clone()?))).collect();
+        let outcomes = self.auditor.check_counted(engine, &self.model, &quote_ident(&staged), decls, Some(&upstream), &counted).await;
         engine.deregister(&staged);
         let verdict = blocking_summary(&outcomes);
         if let Ok(mut o) = self.outcomes.lock() {

@@ -28,7 +28,7 @@ use tracing::{info_span, Instrument};
 use crate::assertions::{relation_sql, Counted, Outcome};
 use crate::audit::{blocking_summary, duplicates_answer_completeness, split_warned_duplicates, warning_summary, Auditor, ModelAudit};
 use crate::compile::{seed_plan, Compiled, Node};
-use crate::materialize::{open_table, stage_view, write_table, At, Audit, TableKeys, ToCount, Written};
+use crate::materialize::{open_table, plan_write, stage_view, write_table, At, Audit, TableKeys, ToCount, Written};
 use crate::render::quote_ident;
 use deltalake::protocol::SaveMode;
 use crate::plan::sql_diagnostic;
@@ -698,12 +698,21 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         }
         return Ok((None, warning_summary(&outcomes)));
     }
+    let schema = Arc::new(plan.schema().as_arrow().clone());
+    // Written in the model's order; the gate's duplicates counted as the rows pass, where they come in key order.
+    let keys = match &auditor {
+        Some(_) => crate::audit::keys_to_count(name, compiled.project.tests_of(name)),
+        None => Vec::new(),
+    };
+    let mut plan = plan_write(engine, plan, &keys).await.map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
+    let written_keys = std::mem::take(&mut plan.counted);
     let gate = auditor.map(|auditor| {
         Arc::new(ModelAudit {
             compiled: compiled.clone(),
             auditor,
             model: name.to_string(),
-            schema: Arc::new(plan.schema().as_arrow().clone()),
+            schema,
+            written_keys,
             outcomes: Default::default(),
             sources: node.sources.clone(),
             verdicts: verdicts.clone(),

@@ -65,7 +65,7 @@ pub async fn publish(engine: &Engine, target: &Target, run_id: &str, run_started
     let mut written = Written::default();
     for (name, mode) in [(SCORECARD, SaveMode::Overwrite), (HISTORY, SaveMode::Append)] {
         let plan = engine.ctx.read_batch(batch.clone()).map_err(|e| e.to_string())?.into_unoptimized_plan();
-        written = write_table(engine, &target.table_url(name), name, plan, mode, None)
+        written = write_table(engine, &target.table_url(name), name, plan.into(), mode, None)
             .await
             .map_err(|e| format!("cannot publish {name}: {}", crate::materialize::error_text(&e)))?;
     }

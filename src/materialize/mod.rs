@@ -2,7 +2,8 @@
 //!
 //! The model's plan is handed to delta-rs' writer, which executes it in
 //! DataFusion and streams record batches into zstd Parquet files; nothing is
-//! collected whole in memory. The files become visible in one atomic commit
+//! collected whole in memory. A model with an `order by` is planned first, so
+//! that its files keep that order (see [`plan_write`]). The files become visible in one atomic commit
 //! (`_delta_log/N.json`), so a reader sees the previous version or the new one.
 //! With an [`Audit`], that commit goes through the [publish gate](gate): the
 //! written files are checked first and published only if they pass.
@@ -10,14 +11,16 @@
 mod gate;
 mod observe;
 mod scratch;
+mod write_plan;
 
 pub use gate::Audit;
+pub use observe::Observed;
 pub use scratch::{stage_view, Scratch, Staged, TableKeys, ToCount, IN_MEMORY_BYTES};
+pub use write_plan::{plan_write, WritePlan};
 
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
-use datafusion::logical_expr::LogicalPlan;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
@@ -41,12 +44,13 @@ pub struct Written {
 }
 
 /// Replace (or with `SaveMode::Append`, extend) the table at `url` with the
-/// result of `plan`, in one commit; with `audit`, only if the audit passes.
+/// result of `plan` (see [`plan_write`]), in one commit; with `audit`, only
+/// if the audit passes.
 pub async fn write_table(
     engine: &Engine,
     url: &Url,
     name: &str,
-    plan: LogicalPlan,
+    plan: WritePlan,
     mode: SaveMode,
     audit: Option<Arc<dyn Audit>>,
 ) -> Result<Written, DeltaTableError> {
@@ -68,10 +72,15 @@ pub async fn write_table(
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| DeltaTableError::Generic(e.to_string()))?))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
+    let mut state = engine.ctx.state();
+    if plan.in_order {
+        // One ordered stream stays one: split, its parts would interleave in the file.
+        state.config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
+    }
     let table = table
         .write(Vec::new())
-        .with_input_plan(plan)
-        .with_session_state(Arc::new(engine.ctx.state()))
+        .with_input_plan(plan.plan)
+        .with_session_state(Arc::new(state))
         .with_save_mode(mode)
         .with_schema_mode(if mode == SaveMode::Overwrite { SchemaMode::Overwrite } else { SchemaMode::Merge })
         .with_writer_properties(props)

@@ -51,8 +51,8 @@ pub fn observe(plan: Arc<dyn ExecutionPlan>, reference: &Arc<dyn ExecutionPlan>,
             if observed.is_some() || !adjacent(&node, key) || table_stream(&node, key).and_then(scanned_files).as_ref() != Some(&files) {
                 return Ok(Transformed::no(node));
             }
-            let exec = CountKeysExec { input: node, key: key.to_vec(), keep, found: Arc::new(Mutex::new(None)) };
-            observed = Some(exec.found.clone());
+            let (exec, found) = CountKeysExec::new(node, key, keep);
+            observed = Some(found);
             Ok(Transformed::new(Arc::new(exec) as Arc<dyn ExecutionPlan>, true, TreeNodeRecursion::Jump))
         })?
         .data;
@@ -128,13 +128,23 @@ fn drops_null_keys(predicate: &Arc<dyn PhysicalExpr>, key: &[String]) -> bool {
 }
 
 /// Passes its input on unchanged, counting the key runs of its one ordered
-/// partition (see [`observe`]); the counts are kept once the input has ended.
+/// partition (see [`observe`]); the counts are kept once the input has ended,
+/// and only if the input, as executed, yields equal keys adjacent.
 #[derive(Debug)]
 pub struct CountKeysExec {
     input: Arc<dyn ExecutionPlan>,
     key: Vec<String>,
     keep: usize,
     found: Observed,
+}
+
+impl CountKeysExec {
+    /// Count `key`'s runs in `input`, keeping `keep` duplicated keys; what
+    /// is found lands in the [`Observed`] returned.
+    pub(super) fn new(input: Arc<dyn ExecutionPlan>, key: &[String], keep: usize) -> (Self, Observed) {
+        let found: Observed = Arc::new(Mutex::new(None));
+        (CountKeysExec { input, key: key.to_vec(), keep, found: found.clone() }, found)
+    }
 }
 
 impl DisplayAs for CountKeysExec {
@@ -176,8 +186,10 @@ impl ExecutionPlan for CountKeysExec {
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let schema = self.input.schema();
         let input = self.input.execute(partition, context)?;
-        // A counting error (a key type rows cannot hold) only means no counts.
-        let runs = KeyRuns::new(&schema, &self.key, self.keep).ok();
+        // A plan optimized again inside another may lose its order: counts
+        // are only taken from rows still in key order. A counting error (a
+        // key type rows cannot hold) only means no counts either.
+        let runs = adjacent(&self.input, &self.key).then(|| KeyRuns::new(&schema, &self.key, self.keep).ok()).flatten();
         let found = self.found.clone();
         let counted = futures::stream::unfold((input, runs, found), |(mut input, mut runs, found)| async move {
             match input.next().await {

@@ -89,6 +89,50 @@ fn runtime_failure_skips_descendants_and_exits_1() {
     assert!(!dir.path().join("warehouse/report").exists());
 }
 
+/// A table's `order by` holds in its files, which the writer would not keep
+/// on its own; its uniqueness check on that key is counted as the rows are
+/// written, and still stops a table with duplicates from being published.
+#[test]
+fn a_tables_order_by_holds_in_its_files_and_its_key_is_counted_as_written() {
+    let dir = fixture("diamond");
+    let d = dir.path();
+    // A grouping over several partitions, then ordered.
+    let model = |group: &str| format!("select x % 997 as k, count(*) as n from generate_series(1, 50000) as t(x) group by {group} order by k desc\n");
+    std::fs::write(d.join("models/marts/by_key.sql"), model("x % 997")).unwrap();
+    std::fs::write(d.join("models/marts/by_key.yml"), "models:\n  - name: by_key\n    columns:\n      - name: k\n        data_tests: [unique]\n").unwrap();
+    let build = |d: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["build", "--select", "by_key", "--threads", "2", "--project-dir"])
+            .arg(d)
+            .env("TALLY_LOG", "tally=debug")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let unique = |d: &std::path::Path| run_results(d)["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "unique_by_key_k").cloned().unwrap();
+
+    let (code, log) = build(d);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains(r#"written in order counted=[["k"]]"#), "{log}");
+    let keys: Vec<i64> = read_delta(&d.join("warehouse/by_key")).iter().flat_map(|b| b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().values().to_vec()).collect();
+    assert_eq!(keys.len(), 997);
+    assert!(keys.windows(2).all(|w| w[0] > w[1]), "not in the model's order: {:?}", &keys[..20]);
+    let passed = unique(d);
+    assert_eq!((passed["status"].as_str(), passed["rows_checked"].as_u64(), passed["failing_rows"].as_u64()), (Some("pass"), Some(997), Some(0)), "{passed}");
+
+    // Each key twice (odd and even x): 997 rows beyond their key's first; not published.
+    std::fs::write(d.join("models/marts/by_key.sql"), model("x % 997, x % 2")).unwrap();
+    let (code, log) = build(d);
+    assert_eq!(code, Some(1), "{log}");
+    let failed = unique(d);
+    assert_eq!((failed["status"].as_str(), failed["rows_checked"].as_u64(), failed["failing_rows"].as_u64()), (Some("fail"), Some(1994), Some(997)), "{failed}");
+    let stored = std::path::PathBuf::from(failed["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
+    let failing = rows(&read_parquet(&stored));
+    assert!(!failing.is_empty() && failing.len().is_multiple_of(2), "every stored key shows both its rows: {failing:?}");
+    assert_eq!(rows(&read_delta(&d.join("warehouse/by_key"))).len(), 997, "the previous version stays");
+}
+
 #[test]
 fn compile_writes_sql_and_typed_manifest_without_running() {
     let dir = fixture("diamond");
