@@ -2,9 +2,10 @@
 //!
 //! The model's plan is handed to delta-rs' writer, which executes it in
 //! DataFusion and streams record batches into zstd Parquet files; nothing is
-//! collected whole in memory. A model with an `order by` is planned first, so
-//! that its files keep that order (see [`plan_write`]). The files become visible in one atomic commit
-//! (`_delta_log/N.json`), so a reader sees the previous version or the new one.
+//! collected whole in memory. A model that ends in an `order by` is planned
+//! first, so that its files keep that order (see [`plan_write`]). The files
+//! become visible in one atomic commit (`_delta_log/N.json`), so a reader
+//! sees the previous version or the new one.
 //! With an [`Audit`], that commit goes through the [publish gate](gate): the
 //! written files are checked first and published only if they pass.
 

@@ -55,12 +55,16 @@ impl From<LogicalPlan> for WritePlan {
     }
 }
 
-/// `plan` as the writer should get it. When its physical plan yields its
-/// rows in one ordered stream, that stream is written as it is, and the
-/// duplicates of each of `keys` (key columns, duplicated keys to keep) whose
-/// equal keys it yields adjacent are counted as the rows pass; the other
-/// keys are left out. Otherwise the writer plans `plan` itself.
+/// `plan` as the writer should get it. When it ends in an `order by` and its
+/// physical plan yields its rows in one ordered stream, that stream is
+/// written as it is, and the duplicates of each of `keys` (key columns,
+/// duplicated keys to keep) whose equal keys it yields adjacent are counted
+/// as the rows pass; the other keys are left out. Otherwise the writer plans
+/// `plan` itself, as it always did.
 pub async fn plan_write(engine: &Engine, plan: LogicalPlan, keys: &[(Vec<String>, usize)]) -> Result<WritePlan> {
+    if !ends_in_sort(&plan) {
+        return Ok(plan.into());
+    }
     let state = engine.ctx.state();
     let mut physical = state.create_physical_plan(&plan).await?;
     let props = physical.properties();
@@ -78,6 +82,16 @@ pub async fn plan_write(engine: &Engine, plan: LogicalPlan, keys: &[(Vec<String>
     let planned = Arc::new(PlannedTable { plan: Arc::new(PlannedExec { plan: physical }) });
     let plan = LogicalPlanBuilder::scan("__tally_written", provider_as_source(planned), None)?.build()?;
     Ok(WritePlan { plan, in_order: true, counted })
+}
+
+/// Whether `plan` sorts its rows last (an `order by`, under column
+/// selections): only then is its order the model's, not an accident.
+fn ends_in_sort(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Sort(_) => true,
+        LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => plan.inputs().first().is_some_and(|p| ends_in_sort(p)),
+        _ => false,
+    }
 }
 
 /// A table whose rows are those of a physical plan already made.
@@ -205,6 +219,9 @@ mod tests {
         let sql = "select x % 997 as k, count(*) as n from generate_series(1, 50000) as t(x) group by x % 997 order by k desc";
         let plan = plan_write(&engine, engine.plan_sql(sql).await.unwrap(), &[]).await.unwrap();
         assert!(plan.in_order);
+        // Without an `order by`, the writer plans the model as it always did.
+        let unordered = plan_write(&engine, engine.plan_sql(&sql.replace(" order by k desc", "")).await.unwrap(), &[]).await.unwrap();
+        assert!(!unordered.in_order);
         let dir = tempfile::tempdir().unwrap();
         let url = url::Url::from_directory_path(dir.path()).unwrap();
         write_table(&engine, &url, "ordered", plan, SaveMode::Overwrite, None).await.unwrap();
