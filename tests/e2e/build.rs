@@ -100,16 +100,7 @@ fn a_tables_order_by_holds_in_its_files_and_its_key_is_counted_as_written() {
     let model = |group: &str| format!("select x % 997 as k, count(*) as n from generate_series(1, 50000) as t(x) group by {group} order by k desc\n");
     std::fs::write(d.join("models/marts/by_key.sql"), model("x % 997")).unwrap();
     std::fs::write(d.join("models/marts/by_key.yml"), "models:\n  - name: by_key\n    columns:\n      - name: k\n        data_tests: [unique]\n").unwrap();
-    let build = |d: &std::path::Path| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["build", "--select", "by_key", "--threads", "2", "--project-dir"])
-            .arg(d)
-            .env("TALLY_LOG", "tally=debug")
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
+    let build = |d: &std::path::Path| build_logged(d, &["--select", "by_key", "--threads", "2"]);
     let unique = |d: &std::path::Path| run_results(d)["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "unique_by_key_k").cloned().unwrap();
 
     let (code, log) = build(d);

@@ -464,20 +464,6 @@ fn a_proven_sources_scans_wait_for_the_nodes() {
     assert_eq!((completeness["status"].as_str(), completeness["failing_rows"].as_u64()), (Some("pass"), Some(1)), "{completeness}");
 }
 
-/// `tally build` with `args` and debug logging: its exit code and its log.
-fn build_logged(d: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-        .arg("build")
-        .args(args)
-        .arg("--project-dir")
-        .arg(d)
-        .env("TALLY_LOG", "tally=debug")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 /// The last run's result of the check called `name`.
 fn assertion(d: &std::path::Path, name: &str) -> serde_json::Value {
     let r = run_results(d);

@@ -63,6 +63,20 @@ pub fn tally(dir: &Path, args: &[&str]) -> Run {
     }
 }
 
+/// `tally build` with `args` and debug logging: its exit code and its log.
+pub fn build_logged(d: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("build")
+        .args(args)
+        .arg("--project-dir")
+        .arg(d)
+        .env("TALLY_LOG", "tally=debug")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 /// The active files of the Delta table at `table_dir`, replaying `_delta_log/*.json`.
 pub fn delta_files(table_dir: &Path) -> Vec<PathBuf> {
     let log = table_dir.join("_delta_log");
