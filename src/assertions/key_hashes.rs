@@ -91,16 +91,16 @@ impl KeyHashes {
         let mut sorted: Vec<u64> = parts.iter().flat_map(|p| p.hashes.iter().copied()).collect();
         let rows = sorted.len() as u64;
         sorted.sort_unstable();
-        let repeated: HashSet<u64> = sorted.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+        let repeated = Repeated::new(sorted.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect());
         drop(sorted);
         let mut candidates = Vec::new();
-        if !repeated.is_empty() {
+        if !repeated.set.is_empty() {
             for part in &parts {
                 let mut hashes = part.hashes.as_slice();
                 for batch in &part.keys {
                     let (own, rest) = hashes.split_at(batch.num_rows());
                     hashes = rest;
-                    let take: UInt32Array = (0u32..).zip(own).filter(|(_, h)| repeated.contains(*h)).map(|(i, _)| i).collect();
+                    let take: UInt32Array = (0u32..).zip(own).filter(|(_, h)| repeated.contains(**h)).map(|(i, _)| i).collect();
                     if !take.is_empty() {
                         candidates.push(take_record_batch(batch, &take)?);
                     }
@@ -114,6 +114,36 @@ impl KeyHashes {
         let mut counts = runs.finish()?;
         counts.rows = rows;
         Ok(counts)
+    }
+}
+
+/// The hashes that occur more than once, behind a bitmap of their leading
+/// bits: most rows' hashes are not among them, and one bit (of a bitmap small
+/// enough to stay in cache) says so without looking the hash up in the set.
+/// A set bit only sends the hash on to the set, so the answer is exact.
+struct Repeated {
+    set: HashSet<u64>,
+    bits: Vec<u64>,
+    /// The bitmap's index is the hash shifted right by this.
+    shift: u32,
+}
+
+impl Repeated {
+    fn new(set: HashSet<u64>) -> Self {
+        // About 16 bits per repeated hash: one row in 16 or fewer gets past it.
+        let index_bits = (set.len().max(4) * 16).next_power_of_two().trailing_zeros();
+        let shift = 64 - index_bits;
+        let mut bits = vec![0u64; 1 << (index_bits - 6)];
+        for h in &set {
+            let i = h >> shift;
+            bits[(i >> 6) as usize] |= 1 << (i & 63);
+        }
+        Repeated { set, bits, shift }
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        let i = h >> self.shift;
+        self.bits[(i >> 6) as usize] & (1 << (i & 63)) != 0 && self.set.contains(&h)
     }
 }
 
@@ -207,6 +237,20 @@ mod tests {
             let expected: Vec<(String, i32, i64)> = by_value.iter().filter(|(_, n)| **n > 1).take(3).map(|((id, day), n)| (id.to_string(), *day, *n)).collect();
             assert_eq!(kept(&counts), expected, "mask {mask:b}");
         }
+    }
+
+    #[test]
+    fn the_bitmap_in_front_of_the_repeated_hashes_never_changes_the_answer() {
+        // Spread hashes, and hashes whose leading bits are all zero (every
+        // one lands on the same bit): members are found, others are not.
+        let spread = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for hash in [spread as fn(u64) -> u64, |i| i] {
+            let members: HashSet<u64> = (0..1000).map(|i| hash(2 * i)).collect();
+            let repeated = Repeated::new(members.clone());
+            assert!((0..2000).all(|i| repeated.contains(hash(i)) == members.contains(&hash(i))));
+        }
+        // No repeated hash at all: nothing gets through.
+        assert!(!Repeated::new(HashSet::default()).contains(0));
     }
 
     #[test]
