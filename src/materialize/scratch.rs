@@ -39,6 +39,7 @@ use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::common::spawn_buffered;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::prelude::ident;
 use futures::StreamExt;
@@ -155,7 +156,10 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
     let tables: Vec<String> = count.tables.iter().zip(&observed).filter(|(_, o)| o.is_some()).map(|(t, _)| format!("{}{:?}", t.table, t.key)).collect();
     tracing::debug!(view = name, columns = schema.fields().len(), counted = ?runs.iter().map(KeyRuns::columns).collect::<Vec<_>>(), ?tables, "staging");
     let produced = physical.schema();
-    let mut rows = execute_stream(physical, state.task_ctx())?;
+    // The plan runs in a task of its own, a batch or two ahead of this loop:
+    // with round-robin splitting off, everything after its last merge is one
+    // stream, which would otherwise only advance when the loop asks.
+    let mut rows = spawn_buffered(execute_stream(physical, state.task_ctx())?, 2);
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut spilled: Option<Spill> = None;
     while let Some(batch) = rows.next().await {
