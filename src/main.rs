@@ -16,11 +16,15 @@ use tally::error::Error;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read before `main`: one arena per CPU rather than its
-/// default four, which held ~7% more peak memory at scale 10 for no speed.
-/// `_RJEM_MALLOC_CONF` in the environment still overrides it.
+/// default four, which held ~7% more peak memory at scale 10 for no speed;
+/// freed pages given back to the system after 1 s rather than 10 s: a build's
+/// steps free hundreds of MB (a staged view's rows, a sort's runs) that the
+/// next step does not reuse, and at scale 10 the build's peak RSS fell by
+/// ~50 MB (8 %) at no cost in wall time. `_RJEM_MALLOC_CONF` in the
+/// environment still overrides it.
 #[cfg(all(feature = "jemalloc", target_os = "linux"))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static MALLOC_CONF: &[u8; 20] = b"percpu_arena:percpu\0";
+static MALLOC_CONF: &[u8; 40] = b"percpu_arena:percpu,dirty_decay_ms:1000\0";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
