@@ -42,6 +42,17 @@ pub struct ProjectFile {
     /// Folder-level seed config, same shape as `models`.
     #[serde(default)]
     pub seeds: Option<Value>,
+    /// tally: what one template may cost to render (see `render::RenderBudget`).
+    #[serde(default)]
+    pub render_budget: Option<RenderBudgetDecl>,
+}
+
+/// `render-budget: {instructions: 20000000, output-bytes: 67108864}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RenderBudgetDecl {
+    pub instructions: Option<u64>,
+    pub output_bytes: Option<usize>,
 }
 
 /// Keys of `dbt_project.yml` that tally recognises but does not use.
@@ -135,6 +146,10 @@ pub struct SourceDecl {
     pub config: BTreeMap<String, Value>,
     #[serde(default)]
     pub quoting: Option<Value>,
+    /// tally: an empty table (no files at its location) is a valid state for
+    /// every table of the source; otherwise it is a compile error.
+    #[serde(default)]
+    pub allow_empty: Option<bool>,
     /// tally: folder (or URL) holding one sub-folder of Parquet files per table.
     /// Rendered with Jinja (`var`, `env_var`), e.g. `"{{ var('raw_root') }}"`.
     #[serde(default)]
@@ -165,6 +180,9 @@ pub struct SourceTableDecl {
     pub quoting: Option<Value>,
     #[serde(default)]
     pub external: Option<Value>,
+    /// tally: no files at the location is a valid state (see `SourceDecl`).
+    #[serde(default)]
+    pub allow_empty: Option<bool>,
     /// tally: the table's own folder, file or glob (overrides the source's `location`).
     #[serde(default)]
     pub location: Option<String>,

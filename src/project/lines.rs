@@ -66,15 +66,32 @@ impl PropertiesText {
             .unwrap_or(self.lines.len())
     }
 
+    /// The first 0-based line at or after `from` that declares `key:`.
+    pub fn key_line(&self, key: &str, from: usize) -> Option<usize> {
+        (from..self.lines.len()).find(|&i| {
+            let t = self.line(i).trim_start().trim_start_matches("- ");
+            t.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+    }
+
     /// The first 0-based line in `from..end` that is a list entry for the
     /// test `name` (`- unique`, `- accepted_values:`).
+    /// A flow list (`tests: [unique, not_null]`) names it on its key's line.
     pub fn test_line(&self, name: &str, from: usize, end: usize) -> Option<usize> {
-        (from..end.min(self.lines.len())).find(|&i| {
+        let range = from..end.min(self.lines.len());
+        let entry = range.clone().find(|&i| {
             self.line(i)
                 .trim_start()
                 .strip_prefix("- ")
                 .and_then(|r| r.trim_start().strip_prefix(name))
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', ' ']))
+        });
+        entry.or_else(|| {
+            range.into_iter().find(|&i| {
+                let t = self.line(i).trim_start();
+                let list = t.strip_prefix("tests:").or_else(|| t.strip_prefix("data_tests:")).map(str::trim_start);
+                list.is_some_and(|l| l.starts_with('[') && l.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')).any(|w| w == name))
+            })
         })
     }
 }

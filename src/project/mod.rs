@@ -7,6 +7,7 @@ mod config;
 mod files;
 mod lines;
 mod load;
+pub mod paths;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,8 @@ pub struct Project {
     pub macros: Vec<MacroFile>,
     pub singular_tests: Vec<SingularTest>,
     pub warnings: Vec<Warning>,
+    /// What one template may cost to render.
+    pub render_budget: crate::render::RenderBudget,
 }
 
 /// A SQL file under `test-paths` (dbt's singular test): a Jinja query whose
@@ -69,6 +72,15 @@ pub struct TestDecl {
 }
 
 impl TestDecl {
+    /// The test's name as written: `unique`, `dbt_utils.expression_is_true`.
+    pub fn name(&self) -> &str {
+        match &self.spec {
+            serde_yaml_ng::Value::String(s) => s,
+            serde_yaml_ng::Value::Mapping(m) => m.keys().next().and_then(|k| k.as_str()).unwrap_or_default(),
+            _ => "",
+        }
+    }
+
     pub fn is_freshness(&self) -> bool {
         match &self.spec {
             serde_yaml_ng::Value::String(s) => s == "freshness",
@@ -100,6 +112,8 @@ pub struct Model {
 pub struct Seed {
     pub name: String,
     pub path: PathBuf,
+    /// Where its `column_types` are declared (file, 1-based line), if anywhere.
+    pub config_at: Option<(PathBuf, usize)>,
     pub checksum: String,
     pub description: Option<String>,
     pub columns: Vec<Column>,
@@ -119,6 +133,8 @@ pub struct SourceTable {
     pub location: Option<String>,
     pub loaded_at_field: Option<String>,
     pub columns: Vec<Column>,
+    /// No files at the location is a valid state (`allow_empty: true`).
+    pub allow_empty: bool,
     /// Where it is declared, for diagnostics.
     pub file: PathBuf,
     pub line: usize,
