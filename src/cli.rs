@@ -25,8 +25,13 @@ pub struct Global {
     #[arg(long, global = true)]
     pub vars: Option<String>,
     /// Models run at once (default: the profile's threads, else the number of cores).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = positive)]
     pub threads: Option<usize>,
+    /// A local folder outside the project that sources may read (repeatable;
+    /// as the target's `allowed_roots`; TALLY_ALLOW_ROOT takes a `:`-separated list).
+    /// Project files (models, YAML, seeds) never may.
+    #[arg(long = "allow-root", global = true, value_name = "DIR", env = "TALLY_ALLOW_ROOT", value_delimiter = ':')]
+    pub allow_roots: Vec<PathBuf>,
     /// Less output: errors and the final summary line only.
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -147,3 +152,12 @@ pub enum ShowFormat {
     Csv,
     Json,
 }
+
+/// A count of at least 1 (`--threads 0` would run nothing and wait forever).
+fn positive(s: &str) -> Result<usize, NotPositive> {
+    s.parse::<usize>().ok().filter(|n| *n > 0).ok_or(NotPositive)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("must be a whole number of at least 1")]
+pub struct NotPositive;

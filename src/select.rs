@@ -62,6 +62,10 @@ fn parse(token: &str) -> Result<Selector> {
 
 /// Resolve `--select` (empty: everything) minus `--exclude`.
 pub fn resolve(dag: &Dag, nodes: &[NodeFacts<'_>], select: &[String], exclude: &[String]) -> Result<BTreeSet<String>> {
+    if let Some(flag) = [("--select", select), ("--exclude", exclude)].iter().find(|(_, v)| !v.is_empty() && tokens(v).is_empty()).map(|(f, _)| f) {
+        // `-s ''` (an unset shell variable) would otherwise select everything.
+        return Err(Error::Usage(format!("{flag} was given an empty selector; name a model, tag:x, path:dir or source:s.t, or leave {flag} out")));
+    }
     let select = tokens(select);
     let mut chosen = if select.is_empty() {
         nodes.iter().map(|n| n.name.to_string()).collect()

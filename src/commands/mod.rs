@@ -88,7 +88,11 @@ pub fn load_project(global: &Global) -> Result<Project> {
 
 pub async fn compile_project(global: &Global) -> Result<Compiled> {
     let p = load_project(global)?;
-    let target = profile::resolve(&p, global.target.as_deref())?;
+    let mut target = profile::resolve(&p, global.target.as_deref())?;
+    for root in &global.allow_roots {
+        let real = std::fs::canonicalize(root).map_err(|e| Error::io("--allow-root: cannot open", root, e))?;
+        target.allowed_roots.push(real);
+    }
     let threads = global
         .threads
         .or(target.threads)
@@ -173,10 +177,11 @@ pub(crate) fn run_id() -> String {
 fn clean(global: &Global) -> Result<()> {
     let p = load_project(global)?;
     for t in &p.clean_targets {
-        let path = p.dir.join(t);
-        if !path.starts_with(&p.dir) || path == p.dir {
-            return Err(Error::Usage(format!("refusing to clean {}: not inside the project", path.display())));
-        }
+        // Checked when the project loaded; checked again here, against the
+        // disk as it is now, because this deletes.
+        let t = project::paths::strictly_inside(&p.dir, t)
+            .map_err(|why| Error::Usage(format!("refusing to clean `{}`: it {why}", t.display())))?;
+        let path = p.dir.join(&t);
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(|e| Error::io("cannot remove", &path, e))?;
             if !global.quiet {
