@@ -14,9 +14,9 @@ use tracing::info_span;
 use crate::dag::Dag;
 use crate::diagnostic::Diagnostic;
 use crate::error::{Error, Result};
-use crate::plan::{parse_type, plan_sql_in, sql_diagnostic, Engine};
-use crate::profile::{location_url, Target};
-use crate::project::{merge_config, tags_of, Column, ConfigLayer, Materialization, Project};
+use crate::plan::{Engine, parse_type, plan_sql_in, sql_diagnostic};
+use crate::profile::{Target, location_url};
+use crate::project::{Column, ConfigLayer, Materialization, Project, merge_config, tags_of};
 use crate::render::{Renderer, TargetInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -102,7 +102,11 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     let renderer = Renderer::new(&project, &info, &run_started_at).map_err(Error::Project)?;
 
     // Models render independently: on all cores, collected in name order.
-    let rendered: Vec<Result<Node, Diagnostic>> = project.models.par_iter().map(|(_, model)| model_node(&renderer, model)).collect();
+    let rendered: Vec<Result<Node, Diagnostic>> = project
+        .models
+        .par_iter()
+        .map(|(_, model)| model_node(&renderer, model))
+        .collect();
     let mut errors = Vec::new();
     let mut nodes = BTreeMap::new();
     for node in rendered {
@@ -139,14 +143,34 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
         match renderer.render(&t.path, &t.sql, &t.name) {
             Ok(r) => {
                 for missing in r.refs.iter().filter(|n| !nodes.contains_key(*n)) {
-                    let mut d = Diagnostic::error(format!("`ref('{missing}')`: no model or seed has that name")).at(&t.path, ref_position(&t.sql, missing).map_or(0, |p| p.0), 0);
-                    if let Some(h) = crate::diagnostic::did_you_mean(missing, nodes.keys().map(String::as_str)) {
+                    let mut d = Diagnostic::error(format!(
+                        "`ref('{missing}')`: no model or seed has that name"
+                    ))
+                    .at(
+                        &t.path,
+                        ref_position(&t.sql, missing).map_or(0, |p| p.0),
+                        0,
+                    );
+                    if let Some(h) =
+                        crate::diagnostic::did_you_mean(missing, nodes.keys().map(String::as_str))
+                    {
                         d = d.with_help(h);
                     }
                     errors.push(d);
                 }
-                let warn = r.config.get("severity").and_then(|v| v.as_str()).is_some_and(|s| s.eq_ignore_ascii_case("warn"));
-                singular_tests.push(SingularTest { name: t.name.clone(), path: t.path.clone(), sql: r.sql, refs: r.refs, sources: r.sources, warn });
+                let warn = r
+                    .config
+                    .get("severity")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|s| s.eq_ignore_ascii_case("warn"));
+                singular_tests.push(SingularTest {
+                    name: t.name.clone(),
+                    path: t.path.clone(),
+                    sql: r.sql,
+                    refs: r.refs,
+                    sources: r.sources,
+                    warn,
+                });
             }
             Err(d) => errors.push(d),
         }
@@ -155,12 +179,21 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
         return Err(Error::Project(errors));
     }
 
-    nodes.par_iter().filter(|(_, n)| n.kind == NodeKind::Model).try_for_each(|(_, node)| crate::artifacts::write_compiled_sql(&project, &node.path, &node.sql))?;
+    nodes
+        .par_iter()
+        .filter(|(_, n)| n.kind == NodeKind::Model)
+        .try_for_each(|(_, node)| {
+            crate::artifacts::write_compiled_sql(&project, &node.path, &node.sql)
+        })?;
 
-    let deps: BTreeMap<String, Vec<String>> = nodes.iter().map(|(n, node)| (n.clone(), node.refs.clone())).collect();
+    let deps: BTreeMap<String, Vec<String>> = nodes
+        .iter()
+        .map(|(n, node)| (n.clone(), node.refs.clone()))
+        .collect();
     let dag = Dag::build(&deps).map_err(|cycle| {
-        let d = Diagnostic::error(format!("dependency cycle: {cycle}"))
-            .with_help("each arrow is a ref() to the next model; remove one of them to break the cycle");
+        let d = Diagnostic::error(format!("dependency cycle: {cycle}")).with_help(
+            "each arrow is a ref() to the next model; remove one of them to break the cycle",
+        );
         match cycle.0.first().and_then(|n| nodes.get(n)) {
             Some(first) => {
                 let next = cycle.0.get(1).cloned().unwrap_or_default();
@@ -172,14 +205,25 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     })?;
 
     let engine = Engine::with_storage(threads, target.storage.clone());
-    engine
-        .register_store(&target.warehouse)
-        .map_err(|e| Diagnostic::error(format!("target `{}`: cannot reach the warehouse {}: {e}", target.name, target.warehouse)).in_file(crate::profile::PROFILES_FILE))?;
-    let used_sources: BTreeSet<(String, String)> =
-        nodes.values().flat_map(|n| n.sources.iter().cloned()).chain(singular_tests.iter().flat_map(|t| t.sources.iter().cloned())).collect();
+    engine.register_store(&target.warehouse).map_err(|e| {
+        Diagnostic::error(format!(
+            "target `{}`: cannot reach the warehouse {}: {e}",
+            target.name, target.warehouse
+        ))
+        .in_file(crate::profile::PROFILES_FILE)
+    })?;
+    let used_sources: BTreeSet<(String, String)> = nodes
+        .values()
+        .flat_map(|n| n.sources.iter().cloned())
+        .chain(
+            singular_tests
+                .iter()
+                .flat_map(|t| t.sources.iter().cloned()),
+        )
+        .collect();
     let mut sources = BTreeMap::new();
     for key in used_sources {
-        match register_source(&project, &renderer, &engine, &key).await {
+        match register_source(&project, &renderer, &engine, &target.allowed_roots, &key).await {
             Ok(v) => {
                 sources.insert(key, v);
             }
@@ -192,7 +236,9 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
 
     let mut failed: BTreeSet<String> = BTreeSet::new();
     for level in dag.levels() {
-        let (todo, blocked): (Vec<&str>, Vec<&str>) = level.into_iter().partition(|n| !dag.parents(n).iter().any(|p| failed.contains(*p)));
+        let (todo, blocked): (Vec<&str>, Vec<&str>) = level
+            .into_iter()
+            .partition(|n| !dag.parents(n).iter().any(|p| failed.contains(*p)));
         failed.extend(blocked.into_iter().map(str::to_string));
         let todo: Vec<&Node> = todo.iter().map(|n| &nodes[*n]).collect();
         for (name, planned) in plan_level(&project, &engine, &todo, threads).await {
@@ -209,10 +255,75 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
             }
         }
     }
+    errors.extend(validate_checks(&project, &engine, &nodes, &sources).await);
     if !errors.is_empty() {
         return Err(Error::Project(errors));
     }
-    Ok(Compiled { project, target, nodes, dag, engine, sources, run_started_at, threads, singular_tests })
+    Ok(Compiled {
+        project,
+        target,
+        nodes,
+        dag,
+        engine,
+        sources,
+        run_started_at,
+        threads,
+        singular_tests,
+    })
+}
+
+/// Every declared test parsed and checked against the schemas now known
+/// (see [`crate::assertions::validate`]), in node then source order.
+async fn validate_checks(
+    project: &Project,
+    engine: &Engine,
+    nodes: &BTreeMap<String, Node>,
+    sources: &BTreeMap<(String, String), (String, SchemaRef)>,
+) -> Vec<Diagnostic> {
+    let lookup = |name: &str| -> Option<Option<SchemaRef>> {
+        if let Some(n) = nodes.get(name) {
+            return Some(n.schema.clone());
+        }
+        let (s, t) = name.split_once('.')?;
+        let key = (s.to_string(), t.to_string());
+        project
+            .sources
+            .contains_key(&key)
+            .then(|| sources.get(&key).map(|(_, schema)| schema.clone()))
+    };
+    let state = engine.ctx.state();
+    let mut relations: Vec<(String, Option<SchemaRef>, &[crate::project::TestDecl])> = nodes
+        .values()
+        .map(|n| (n.name.clone(), n.schema.clone(), project.tests_of(&n.name)))
+        .collect();
+    relations.extend(project.sources.iter().map(|(key, t)| {
+        let name = format!("{}.{}", key.0, key.1);
+        (
+            name,
+            sources.get(key).map(|(_, schema)| schema.clone()),
+            t.tests.as_slice(),
+        )
+    }));
+    let mut errors = Vec::new();
+    for (name, schema, decls) in relations {
+        let relation_sql = crate::assertions::relation_sql(&name);
+        for decl in decls {
+            match crate::assertions::parse(&name, &relation_sql, decl) {
+                Ok(a) => errors.extend(
+                    crate::assertions::validate(
+                        &state,
+                        &a,
+                        decl.name(),
+                        schema.as_deref(),
+                        &lookup,
+                    )
+                    .await,
+                ),
+                Err(d) => errors.push(d),
+            }
+        }
+    }
+    errors
 }
 
 /// Render one model into a node (its SQL, refs and final config).
@@ -240,13 +351,21 @@ fn model_node(renderer: &Renderer, model: &crate::project::Model) -> Result<Node
 /// Plan one DAG level's nodes (none depends on another), on up to `threads`
 /// threads: planning is CPU-bound (SQL to plan, type coercion), and a wide
 /// project has hundreds of nodes per level.
-async fn plan_level(project: &Project, engine: &Engine, nodes: &[&Node], threads: usize) -> Vec<(String, Result<SchemaRef, Diagnostic>)> {
+async fn plan_level(
+    project: &Project,
+    engine: &Engine,
+    nodes: &[&Node],
+    threads: usize,
+) -> Vec<(String, Result<SchemaRef, Diagnostic>)> {
     let workers = threads.min(nodes.len() / 8).max(1);
     if workers == 1 {
         let state = engine.ctx.state();
         let mut out = Vec::with_capacity(nodes.len());
         for node in nodes {
-            out.push((node.name.clone(), plan_node(project, engine, &state, node).await));
+            out.push((
+                node.name.clone(),
+                plan_node(project, engine, &state, node).await,
+            ));
         }
         return out;
     }
@@ -257,7 +376,8 @@ async fn plan_level(project: &Project, engine: &Engine, nodes: &[&Node], threads
     // the other workers idle at the end of the level.
     let handle = tokio::runtime::Handle::current();
     let next = AtomicUsize::new(0);
-    let mut planned: Vec<Option<Result<SchemaRef, Diagnostic>>> = nodes.iter().map(|_| None).collect();
+    let mut planned: Vec<Option<Result<SchemaRef, Diagnostic>>> =
+        nodes.iter().map(|_| None).collect();
     std::thread::scope(|scope| {
         let tasks: Vec<_> = (0..workers)
             .map(|_| {
@@ -280,17 +400,37 @@ async fn plan_level(project: &Project, engine: &Engine, nodes: &[&Node], threads
             }
         }
     });
-    let crashed = |node: &Node| Err(Diagnostic::error("internal error: planning this model crashed; please report it").in_file(&node.path));
-    nodes.iter().zip(planned).map(|(node, result)| (node.name.clone(), result.unwrap_or_else(|| crashed(node)))).collect()
+    let crashed = |node: &Node| {
+        Err(
+            Diagnostic::error("internal error: planning this model crashed; please report it")
+                .in_file(&node.path),
+        )
+    };
+    nodes
+        .iter()
+        .zip(planned)
+        .map(|(node, result)| (node.name.clone(), result.unwrap_or_else(|| crashed(node))))
+        .collect()
 }
 
 /// Type-check a node against its parents' schemas and register its own.
-async fn plan_node(project: &Project, engine: &Engine, state: &SessionState, node: &Node) -> Result<SchemaRef, Diagnostic> {
+async fn plan_node(
+    project: &Project,
+    engine: &Engine,
+    state: &SessionState,
+    node: &Node,
+) -> Result<SchemaRef, Diagnostic> {
     let plan = match node.materialized {
         Materialization::Seed => seed_plan(project, engine, node).await?,
         _ => plan_sql_in(state, &node.sql).await.map_err(|e| {
             let compiled = project.target_path.join("compiled").join(&node.path);
-            sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled.display().to_string())
+            sql_diagnostic(
+                &node.path,
+                &node.source_text,
+                &node.sql,
+                &e,
+                &compiled.display().to_string(),
+            )
         })?,
     };
     let schema = plan.schema().inner().clone();
@@ -298,38 +438,117 @@ async fn plan_node(project: &Project, engine: &Engine, state: &SessionState, nod
     // included: inlining each view's ancestry into every dependent would make
     // compiling a deep project quadratic (exponential with fan-ins). `run`
     // registers each view with its plan before its dependents run.
-    engine.register_placeholder(&node.name, schema.clone()).map_err(|e| Diagnostic::error(e.to_string()).in_file(&node.path))?;
+    engine
+        .register_placeholder(&node.name, schema.clone())
+        .map_err(|e| Diagnostic::error(e.to_string()).in_file(&node.path))?;
     Ok(schema)
 }
 
 /// The seed's CSV read plan, with `column_types` applied.
-pub async fn seed_plan(project: &Project, engine: &Engine, node: &Node) -> Result<datafusion::logical_expr::LogicalPlan, Diagnostic> {
+pub async fn seed_plan(
+    project: &Project,
+    engine: &Engine,
+    node: &Node,
+) -> Result<datafusion::logical_expr::LogicalPlan, Diagnostic> {
     let mut overrides = Vec::new();
     if let Some(serde_json::Value::Object(types)) = node.config.get("column_types") {
         for (col, t) in types {
             let t = t.as_str().unwrap_or_default();
-            let dt = parse_type(t).ok_or_else(|| unknown_type(&node.path, col, t))?;
+            let dt = parse_type(t).ok_or_else(|| {
+                // Blame the YAML that declares the type, not the CSV.
+                let d = unknown_type(&node.path, col, t);
+                match project
+                    .seeds
+                    .get(&node.name)
+                    .and_then(|s| s.config_at.clone())
+                {
+                    Some((file, line)) => d.at(file, line, 0),
+                    None => d,
+                }
+            })?;
             overrides.push((col.clone(), dt));
         }
     }
-    let delimiter = node.config.get("delimiter").and_then(|d| d.as_str()).and_then(|d| d.bytes().next()).unwrap_or(b',');
+    let delimiter = node
+        .config
+        .get("delimiter")
+        .and_then(|d| d.as_str())
+        .and_then(|d| d.bytes().next())
+        .unwrap_or(b',');
     let path = project.dir.join(&node.path);
     engine
         .seed_plan(&path.to_string_lossy(), &overrides, delimiter)
         .await
-        .map_err(|e| Diagnostic::error(format!("cannot read seed: {e}")).in_file(&node.path).with_help("a seed is a CSV file with a header row"))
+        .map_err(|e| {
+            let text = crate::plan::clean_message(&e);
+            // DataFusion names the file by its absolute path; the diagnostic names it already.
+            let text = text.rsplit("caused by\n").next().unwrap_or(&text).to_string();
+            Diagnostic::error(format!("cannot read seed: {text}"))
+                .at(&node.path, csv_error_line(&text).unwrap_or(0), 0)
+                .with_help("a seed is a CSV file with a header row and the same number of fields on every line")
+        })
+}
+
+/// The 1-based line of the CSV file that an arrow CSV error names: a
+/// value that does not parse is reported by its record (the header not
+/// counted), a row of the wrong width by its line.
+pub fn csv_error_line(message: &str) -> Option<usize> {
+    let n: usize = message
+        .split(" at line ")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    Some(if message.contains("Error while parsing value") {
+        n + 1
+    } else {
+        n
+    })
 }
 
 fn unknown_type(file: &Path, column: &str, t: &str) -> Diagnostic {
     Diagnostic::error(format!("column `{column}`: unknown data type `{t}`"))
         .in_file(file)
-        .with_help("use one of: varchar, boolean, int, bigint, double, decimal(p,s), date, timestamp")
+        .with_help(
+            "use one of: varchar, boolean, int, bigint, double, decimal(p,s), date, timestamp",
+        )
+}
+
+/// Why a local source location is refused: outside the project folder and
+/// every allowed root (checked on the real path, through symlinks).
+fn check_local_root(
+    project: &Project,
+    allowed_roots: &[PathBuf],
+    url: &url::Url,
+) -> Result<(), String> {
+    let Ok(path) = url.to_file_path() else {
+        return Err("is not a local path".into());
+    };
+    // A glob (`raw/*.parquet`) or a folder not made yet: the deepest existing ancestor.
+    let mut probe = path.clone();
+    let real = loop {
+        if let Ok(real) = std::fs::canonicalize(&probe) {
+            break real;
+        }
+        if !probe.pop() {
+            return Err("has no existing folder above it".into());
+        }
+    };
+    if real.starts_with(&project.dir) || allowed_roots.iter().any(|r| real.starts_with(r)) {
+        return Ok(());
+    }
+    Err(format!(
+        "resolves to {}, outside the project folder",
+        real.display()
+    ))
 }
 
 async fn register_source(
     project: &Project,
     renderer: &Renderer,
     engine: &Engine,
+    allowed_roots: &[PathBuf],
     key: &(String, String),
 ) -> Result<(String, SchemaRef), Diagnostic> {
     let decl = &project.sources[key];
@@ -339,35 +558,89 @@ async fn register_source(
             .with_help("set `location:` on the source (a folder holding <table>/*.parquet) or on the table, e.g. location: \"{{ var('raw_root') }}\""))
     })?;
     let rendered = renderer.render_str(&decl.file, location).map_err(at)?;
-    let url = location_url(&project.dir, rendered.trim())
-        .ok_or_else(|| at(Diagnostic::error(format!("source `{}.{}`: location `{rendered}` is not a path or URL", key.0, key.1))))?;
+    let url = location_url(&project.dir, rendered.trim()).ok_or_else(|| {
+        at(Diagnostic::error(format!(
+            "source `{}.{}`: location `{rendered}` is not a path or URL",
+            key.0, key.1
+        )))
+    })?;
     let mut declared = Vec::new();
     for c in &decl.columns {
         if let Some(t) = &c.data_type {
-            let dt: DataType = parse_type(t).ok_or_else(|| at(unknown_type(&decl.file, &c.name, t)))?;
+            let dt: DataType =
+                parse_type(t).ok_or_else(|| at(unknown_type(&decl.file, &c.name, t)))?;
             declared.push((c.name.clone(), dt));
         }
     }
     let all_declared = !decl.columns.is_empty() && declared.len() == decl.columns.len();
-    engine
-        .register_store(&url)
-        .map_err(|e| at(Diagnostic::error(format!("source `{}.{}`: cannot reach {url}: {e}", key.0, key.1))))?;
-    let schema = engine
+    if url.scheme() == "file" {
+        check_local_root(project, allowed_roots, &url).map_err(|why| {
+            at(Diagnostic::error(format!("source `{}.{}`: location {url} {why}", key.0, key.1)).with_help(
+                "data outside the project is read only from a root the operator allows: `allowed_roots: [<dir>]` in the profile's target, or `--allow-root <dir>`",
+            ))
+        })?;
+    }
+    engine.register_store(&url).map_err(|e| {
+        at(Diagnostic::error(format!(
+            "source `{}.{}`: cannot reach {url}: {e}",
+            key.0, key.1
+        )))
+    })?;
+    // A source with no files would publish its readers empty over good data
+    // (a typo'd `raw_root`, a delivery that did not arrive): an error, unless
+    // the table declares that empty is a valid state.
+    let has_files = engine.has_files(url.as_str()).await.map_err(|e| {
+        at(Diagnostic::error(format!(
+            "source `{}.{}`: cannot list {url}: {}",
+            key.0,
+            key.1,
+            crate::plan::clean_message(&e)
+        )))
+    })?;
+    if !has_files && !decl.allow_empty {
+        return Err(at(Diagnostic::error(format!("source `{}.{}`: no Parquet files at {url}", key.0, key.1)).with_help(
+            "check the location (and vars such as raw_root); if an empty table is a valid state, declare `allow_empty: true` on the source table",
+        )));
+    }
+    let schema = match engine
         .register_source(&key.0, &key.1, url.as_str(), &declared, all_declared)
         .await
-        .map_err(|e| {
-            at(Diagnostic::error(format!("source `{}.{}` at {url}: {}", key.0, key.1, crate::plan::clean_message(&e)))
-                .with_help("the location must hold Parquet files (or declare every column's data_type)"))
-        })?;
+    {
+        Ok(schema) => schema,
+        Err(e) => {
+            let message = match engine.unreadable_footer(url.as_str()).await {
+                Some((file, why)) => format!(
+                    "source `{}.{}`: {file} is not a readable Parquet file: {why}",
+                    key.0, key.1
+                ),
+                None => format!(
+                    "source `{}.{}` at {url}: {}",
+                    key.0,
+                    key.1,
+                    crate::plan::clean_message(&e)
+                ),
+            };
+            return Err(at(Diagnostic::error(message).with_help("the location must hold Parquet files; replace or remove a damaged or truncated one")));
+        }
+    };
     Ok((url.to_string(), schema))
 }
 
-fn materialization(config: &ConfigLayer, file: &Path, text: &str) -> Result<Materialization, Diagnostic> {
-    let Some(v) = config.get("materialized") else { return Ok(Materialization::View) };
+fn materialization(
+    config: &ConfigLayer,
+    file: &Path,
+    text: &str,
+) -> Result<Materialization, Diagnostic> {
+    let Some(v) = config.get("materialized") else {
+        return Ok(Materialization::View);
+    };
     let s = v.as_str().unwrap_or_default();
     match Materialization::parse(s) {
         Some(Materialization::Seed) | None => {
-            let line = text.lines().position(|l| l.contains("materialized")).map_or(0, |i| i + 1);
+            let line = text
+                .lines()
+                .position(|l| l.contains("materialized"))
+                .map_or(0, |i| i + 1);
             Err(Diagnostic::error(format!("unknown materialization `{s}`"))
                 .at(file, line, 0)
                 .with_help("use one of: view, table, ephemeral, incremental"))
@@ -385,4 +658,3 @@ fn ref_position(text: &str, name: &str) -> Option<(usize, usize)> {
     }
     None
 }
-

@@ -23,12 +23,14 @@ mod footers;
 mod key_hashes;
 mod key_runs;
 mod parse;
+mod validate;
 
 pub use evaluate::{evaluate, relation_sql, Evaluated};
 pub use footers::proven_unblocked;
 pub(crate) use evaluate::completeness_by_key;
 pub use key_runs::{Counted, KeyCounts, KeyRuns};
-pub use parse::parse;
+pub use parse::{parse, KNOWN_TESTS};
+pub use validate::{validate, Lookup};
 
 use serde::Serialize;
 

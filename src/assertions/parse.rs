@@ -9,6 +9,22 @@ use super::{Assertion, Kind, Severity, Threshold};
 use crate::diagnostic::Diagnostic;
 use crate::project::TestDecl;
 
+/// The test names [`parse`] knows (a package prefix, `dbt_utils.`, is dropped).
+pub const KNOWN_TESTS: &[&str] = &[
+    "not_null",
+    "unique",
+    "accepted_values",
+    "relationships",
+    "completeness",
+    "duplicates",
+    "unique_combination_of_columns",
+    "row_count",
+    "expression",
+    "expression_is_true",
+    "freshness",
+    "reconciliation",
+];
+
 pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Assertion, Diagnostic> {
     let err = |msg: String| Diagnostic::error(msg).at(&decl.file, decl.line, 0);
     let (test, args): (String, Mapping) = match &decl.spec {
@@ -21,30 +37,85 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
         _ => return Err(err("a test is a name (`- unique`) or a one-key mapping (`- accepted_values: {values: [...]}`)".into())),
     };
     let inner = |key: &str| -> Option<&Value> {
-        args.get(key).or_else(|| args.get("arguments").and_then(|a| a.get(key)))
+        args.get(key)
+            .or_else(|| args.get("arguments").and_then(|a| a.get(key)))
     };
-    let config = |key: &str| -> Option<&Value> { args.get("config").and_then(|c| c.get(key)).or_else(|| args.get(key)) };
-    let column = || decl.column.clone().or_else(|| inner("column_name").and_then(|v| v.as_str()).map(str::to_string));
-    let need_column = || column().ok_or_else(|| err(format!("`{test}` needs a column: declare it under a column's `tests:`")));
+    let config = |key: &str| -> Option<&Value> {
+        args.get("config")
+            .and_then(|c| c.get(key))
+            .or_else(|| args.get(key))
+    };
+    let column = || {
+        decl.column.clone().or_else(|| {
+            inner("column_name")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+    };
+    let need_column = || {
+        column().ok_or_else(|| {
+            err(format!(
+                "`{test}` needs a column: declare it under a column's `tests:`"
+            ))
+        })
+    };
     let columns_arg = |key: &str| -> Option<Vec<String>> {
-        inner(key).and_then(|v| v.as_sequence()).map(|s| s.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+        inner(key).and_then(|v| v.as_sequence()).map(|s| {
+            s.iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect()
+        })
     };
     let float = |key: &str| inner(key).and_then(|v| v.as_f64());
-    let filter = config("where").or_else(|| inner("filter")).and_then(|v| v.as_str()).map(str::to_string);
+    // A ratio given as anything but a number in [0, 1] is a mistake, not a default.
+    for key in ["min_ratio", "max_ratio", "tolerance"] {
+        if let Some(v) = inner(key)
+            && !v
+                .as_f64()
+                .is_some_and(|f| f >= 0.0 && (key == "tolerance" || f <= 1.0))
+        {
+            return Err(err(format!(
+                "`{key}: {}` must be a number{}",
+                yaml_text(v),
+                if key == "tolerance" {
+                    " of at least 0"
+                } else {
+                    " from 0 to 1"
+                }
+            )));
+        }
+    }
+    let filter = config("where")
+        .or_else(|| inner("filter"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
 
     let short = test.rsplit('.').next().unwrap_or(&test).to_string();
     let kind = match short.as_str() {
-        "not_null" => Kind::Completeness { columns: vec![need_column()?], min_ratio: 1.0 },
+        "not_null" => Kind::Completeness {
+            columns: vec![need_column()?],
+            min_ratio: 1.0,
+        },
         "completeness" => {
-            let columns = columns_arg("columns").map_or_else(|| need_column().map(|c| vec![c]), Ok)?;
-            Kind::Completeness { columns, min_ratio: float("min_ratio").unwrap_or(1.0) }
+            let columns =
+                columns_arg("columns").map_or_else(|| need_column().map(|c| vec![c]), Ok)?;
+            Kind::Completeness {
+                columns,
+                min_ratio: float("min_ratio").unwrap_or(1.0),
+            }
         }
-        "unique" => Kind::Duplicates { columns: vec![need_column()?], max_ratio: 0.0 },
+        "unique" => Kind::Duplicates {
+            columns: vec![need_column()?],
+            max_ratio: 0.0,
+        },
         "duplicates" | "unique_combination_of_columns" => {
             let columns = columns_arg("columns")
                 .or_else(|| columns_arg("combination_of_columns"))
                 .map_or_else(|| need_column().map(|c| vec![c]), Ok)?;
-            Kind::Duplicates { columns, max_ratio: float("max_ratio").unwrap_or(0.0) }
+            Kind::Duplicates {
+                columns,
+                max_ratio: float("max_ratio").unwrap_or(0.0),
+            }
         }
         "accepted_values" => {
             let values = inner("values")
@@ -53,29 +124,73 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
                 .iter()
                 .map(sql_literal)
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| err("`accepted_values`: values must be strings, numbers or booleans".into()))?;
-            Kind::AcceptedValues { column: need_column()?, values }
+                .ok_or_else(|| {
+                    err("`accepted_values`: values must be strings, numbers or booleans".into())
+                })?;
+            Kind::AcceptedValues {
+                column: need_column()?,
+                values,
+            }
         }
         "relationships" => {
-            let to = inner("to").and_then(|v| v.as_str()).ok_or_else(|| err("`relationships` needs `to: ref('model')`".into()))?;
-            let field = inner("field").and_then(|v| v.as_str()).ok_or_else(|| err("`relationships` needs `field:`".into()))?;
-            Kind::Relationships { column: need_column()?, to: relation_of(to).ok_or_else(|| err(format!("`to: {to}`: use ref('model') or source('name', 'table')")))?, field: field.to_string() }
+            let to = inner("to")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| err("`relationships` needs `to: ref('model')`".into()))?;
+            let field = inner("field")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| err("`relationships` needs `field:`".into()))?;
+            Kind::Relationships {
+                column: need_column()?,
+                to: relation_of(to).ok_or_else(|| {
+                    err(format!(
+                        "`to: {to}`: use ref('model') or source('name', 'table')"
+                    ))
+                })?,
+                field: field.to_string(),
+            }
         }
-        "row_count" => Kind::RowCount { min: inner("min").and_then(|v| v.as_u64()), max: inner("max").and_then(|v| v.as_u64()) },
+        "row_count" => {
+            let bound = |key: &str| match inner(key) {
+                None => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                    err(format!(
+                        "`row_count.{key}` must be a whole number of rows, not `{}`",
+                        yaml_text(v)
+                    ))
+                }),
+            };
+            let (min, max) = (bound("min")?, bound("max")?);
+            if min.is_none() && max.is_none() {
+                return Err(err("`row_count` needs `min:`, `max:` or both".into()));
+            }
+            Kind::RowCount { min, max }
+        }
         "expression" | "expression_is_true" => {
             let expr = match (&decl.spec, inner("expression")) {
                 (_, Some(Value::String(e))) => e.clone(),
-                (Value::Mapping(m), _) => m.values().next().and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| err("`expression` needs a SQL condition".into()))?,
+                (Value::Mapping(m), _) => m
+                    .values()
+                    .next()
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| err("`expression` needs a SQL condition".into()))?,
                 _ => return Err(err("`expression` needs a SQL condition".into())),
             };
             Kind::Expression { expr }
         }
         "freshness" => {
             // No column: the model's upstream sources' loads (see `audit::upstream_loads`).
-            let column = inner("column").and_then(|v| v.as_str()).map(str::to_string).or_else(column).unwrap_or_default();
+            let column = inner("column")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .or_else(column)
+                .unwrap_or_default();
             let hours = |key: &str| -> Result<Option<f64>, Diagnostic> {
                 let Some(b) = inner(key) else { return Ok(None) };
-                let count = b.get("count").and_then(|c| c.as_f64()).ok_or_else(|| err(format!("`{key}` needs `count:`")))?;
+                let count = b
+                    .get("count")
+                    .and_then(|c| c.as_f64())
+                    .ok_or_else(|| err(format!("`{key}` needs `count:`")))?;
                 let per = match b.get("period").and_then(|p| p.as_str()).unwrap_or("hour") {
                     "minute" => 1.0 / 60.0,
                     "hour" => 1.0,
@@ -90,17 +205,30 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
                     .iter()
                     .map(|v| v.as_str().and_then(relation_of).filter(|r| r.contains('.')))
                     .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| err("`freshness.upstream`: list sources as source('name', 'table')".into()))?,
+                    .ok_or_else(|| {
+                        err("`freshness.upstream`: list sources as source('name', 'table')".into())
+                    })?,
             };
-            Kind::Freshness { column, upstream, warn_after_hours: hours("warn_after")?, error_after_hours: hours("error_after")? }
+            Kind::Freshness {
+                column,
+                upstream,
+                warn_after_hours: hours("warn_after")?,
+                error_after_hours: hours("error_after")?,
+            }
         }
         "reconciliation" => {
             let text = |key: &str| inner(key).and_then(|v| v.as_str()).map(str::to_string);
-            let need = |key: &str| text(key).ok_or_else(|| err(format!("`reconciliation` needs `{key}:`")));
+            let need = |key: &str| {
+                text(key).ok_or_else(|| err(format!("`reconciliation` needs `{key}:`")))
+            };
             let to = need("to")?;
             Kind::Reconciliation {
                 measure: need("measure")?,
-                to: relation_of(&to).ok_or_else(|| err(format!("`to: {to}`: use ref('model') or source('name', 'table')")))?,
+                to: relation_of(&to).ok_or_else(|| {
+                    err(format!(
+                        "`to: {to}`: use ref('model') or source('name', 'table')"
+                    ))
+                })?,
                 to_measure: text("to_measure").map_or_else(|| need("measure"), Ok)?,
                 to_filter: text("to_where"),
                 by: columns_arg("by").unwrap_or_default(),
@@ -108,12 +236,16 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
             }
         }
         other => {
-            return Err(err(format!("unknown test `{other}`")).with_help(
-                "tally runs not_null, unique, accepted_values, relationships, completeness, duplicates, row_count, expression, freshness, reconciliation",
-            ))
+            let help = crate::diagnostic::did_you_mean(other, KNOWN_TESTS.iter().copied())
+                .unwrap_or_else(|| format!("tally runs {}", KNOWN_TESTS.join(", ")));
+            return Err(err(format!("unknown test `{test}`")).with_help(help));
         }
     };
-    let severity = match config("severity").and_then(|v| v.as_str()).map(str::to_ascii_lowercase).as_deref() {
+    let severity = match config("severity")
+        .and_then(|v| v.as_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("error") => Severity::Error,
         Some("warn") => Severity::Warn,
         Some(other) => return Err(err(format!("severity `{other}`: use warn or error"))),
@@ -121,11 +253,20 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
     let threshold = |key: &str| -> Result<Threshold, Diagnostic> {
         match config(key).and_then(|v| v.as_str()) {
             None => Ok(Threshold::NONZERO),
-            Some(t) => Threshold::parse(t).ok_or_else(|| err(format!("{key}: `{t}` is not a comparison like \"!=0\" or \">10\""))),
+            Some(t) => Threshold::parse(t).ok_or_else(|| {
+                err(format!(
+                    "{key}: `{t}` is not a comparison like \"!=0\" or \">10\""
+                ))
+            }),
         }
     };
     let cols = kind.columns().join("_");
-    let name = [short.as_str(), relation, cols.as_str()].iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join("_");
+    let name = [short.as_str(), relation, cols.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("_");
     Ok(Assertion {
         name: name.replace('.', "_"),
         relation: relation.to_string(),
@@ -154,7 +295,12 @@ fn sql_literal(v: &Value) -> Option<String> {
 /// `ref('x')` -> `x`; `source('s', 't')` -> `s.t`.
 fn relation_of(text: &str) -> Option<String> {
     let t = text.trim();
-    let args = |inner: &str| -> Vec<String> { inner.split(',').map(|a| a.trim().trim_matches(['\'', '"']).to_string()).collect() };
+    let args = |inner: &str| -> Vec<String> {
+        inner
+            .split(',')
+            .map(|a| a.trim().trim_matches(['\'', '"']).to_string())
+            .collect()
+    };
     if let Some(inner) = t.strip_prefix("ref(").and_then(|r| r.strip_suffix(')')) {
         return args(inner).last().cloned();
     }
@@ -163,4 +309,11 @@ fn relation_of(text: &str) -> Option<String> {
         return (a.len() == 2).then(|| format!("{}.{}", a[0], a[1]));
     }
     None
+}
+
+/// A YAML value as the user wrote it, roughly (for messages).
+fn yaml_text(v: &Value) -> String {
+    serde_yaml_ng::to_string(v)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
