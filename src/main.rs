@@ -29,7 +29,11 @@ static MALLOC_CONF: &[u8; 40] = b"percpu_arena:percpu,dirty_decay_ms:1000\0";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    install_panic_hook();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -37,13 +41,65 @@ fn main() -> ExitCode {
         }
     };
     let project_dir = cli.global.project_dir.clone();
-    match runtime.block_on(tally::commands::dispatch(&cli.global, cli.command)) {
-        Ok(code) => ExitCode::from(code as u8),
-        Err(e) => {
+    let run = std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(tally::commands::dispatch(&cli.global, cli.command))
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(Ok(code)) => ExitCode::from(code as u8),
+        Ok(Err(e)) => {
             report_error(&e, &project_dir);
             ExitCode::from(e.exit_code() as u8)
         }
+        Err(_) => {
+            // A bug: say what and where, and how to report it, instead of
+            // Rust's default text. Nothing half-written is published (each
+            // table's commit is its last step); a kept lease is taken over
+            // by the next run on this host.
+            let what = LAST_PANIC
+                .lock()
+                .ok()
+                .and_then(|p| p.clone())
+                .unwrap_or_else(|| "(no message)".into());
+            eprintln!("error: internal error, a bug in tally: {what}");
+            eprintln!(
+                "  help: please report it with the command you ran and tally {}; RUST_BACKTRACE=1 prints a backtrace. No table was published by the step that failed.",
+                env!("CARGO_PKG_VERSION")
+            );
+            ExitCode::from(101)
+        }
     }
+}
+
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Panics are recorded, not printed where they happen: a library may catch
+/// one and carry on (delta-rs catches object_store's panicking `abort` after
+/// a failed upload, and returns the upload's error), and a panicking task
+/// fails only its model, reported with the panic's message. One that
+/// reaches `main` is reported as a bug, exit 101 (see `main`).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::debug!("panic: {what}{at}");
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            eprintln!(
+                "panic: {what}{at}\n{}",
+                std::backtrace::Backtrace::force_capture()
+            );
+        }
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!("{what}{at}"));
+        }
+    }));
 }
 
 fn report_error(e: &Error, project_dir: &std::path::Path) {
@@ -79,9 +135,13 @@ fn init_tracing(cli: &Cli) {
         _ => "tally=debug,info",
     };
     let filter = EnvFilter::try_from_env("TALLY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match cli.global.log_format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }

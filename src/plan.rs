@@ -84,6 +84,70 @@ impl Engine {
         Ok(schema)
     }
 
+    /// Whether `url` (folder, file or glob) holds at least one `.parquet` file.
+    pub async fn has_files(&self, url: &str) -> Result<bool, DataFusionError> {
+        use futures::StreamExt;
+        let table_url = ListingTableUrl::parse(url)?;
+        let store = self.ctx.runtime_env().object_store(&table_url)?;
+        let state = self.ctx.state();
+        let mut files = table_url.list_all_files(&state, store.as_ref(), ".parquet").await?;
+        match files.next().await {
+            None => Ok(false),
+            Some(first) => first.map(|_| true),
+        }
+    }
+
+    /// The `.parquet` files under `url`, in name order.
+    async fn files(&self, url: &str) -> Result<Vec<String>, DataFusionError> {
+        use futures::TryStreamExt;
+        let table_url = ListingTableUrl::parse(url)?;
+        let store = self.ctx.runtime_env().object_store(&table_url)?;
+        let state = self.ctx.state();
+        let metas: Vec<_> = table_url.list_all_files(&state, store.as_ref(), ".parquet").await?.try_collect().await?;
+        let root = &url[..url::Url::parse(url).map(|u| u[..url::Position::BeforePath].len()).unwrap_or(0)];
+        let mut files: Vec<String> = metas.iter().map(|m| format!("{root}/{}", m.location)).collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// The first file under `url` whose footer cannot be read, and why: a
+    /// source's schema is inferred from every footer at once, and that error
+    /// names no file.
+    pub async fn unreadable_footer(&self, url: &str) -> Option<(String, String)> {
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let state = self.ctx.state();
+        for file in self.files(url).await.ok()? {
+            let Ok(file_url) = ListingTableUrl::parse(&file) else { continue };
+            if let Err(e) = options.infer_schema(&state, &file_url).await {
+                return Some((file, clean_message(&e)));
+            }
+        }
+        None
+    }
+
+    /// The first file under `url` that cannot be read whole as `schema`
+    /// (damaged pages, a bad checksum, a value the declared type cannot
+    /// hold), and why. Reads every file until one fails: only for
+    /// explaining a failure, never on the way to success.
+    pub async fn unreadable_file(&self, url: &str, schema: &Schema) -> Option<(String, String)> {
+        use futures::StreamExt;
+        for file in self.files(url).await.ok()? {
+            let options = datafusion::prelude::ParquetReadOptions::default().schema(schema);
+            let result = async {
+                let mut stream = self.ctx.read_parquet(file.as_str(), options).await?.execute_stream().await?;
+                while let Some(batch) = stream.next().await {
+                    batch?;
+                }
+                Ok::<(), DataFusionError>(())
+            }
+            .await;
+            if let Err(e) = result {
+                return Some((file, clean_message(&e)));
+            }
+        }
+        None
+    }
+
     fn ensure_schema(&self, name: &str) -> Result<(), DataFusionError> {
         let catalog = self.ctx.catalog("datafusion").ok_or_else(|| DataFusionError::Internal("no default catalog".into()))?;
         if catalog.schema(name).is_none() {
@@ -174,10 +238,34 @@ impl Engine {
 /// every function registry, which cost 7% of compiling 2,000 models when done
 /// per model, so each planning worker clones it once.
 pub async fn plan_sql_in(state: &SessionState, sql: &str) -> Result<LogicalPlan, DataFusionError> {
-    let plan = state.create_logical_plan(sql).await?;
+    use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+    use datafusion::sql::sqlparser::ast::Statement;
+    let single_select = || DataFusionError::Plan("a model must be a single SELECT (or WITH ... SELECT) query".into());
+    let mut statements = {
+        // The dialect is not `Send`: dropped before the plan is awaited.
+        let name = state.config_options().sql_parser.dialect;
+        let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(name.to_string())
+            .ok_or_else(|| DataFusionError::Plan(format!("unsupported SQL dialect {name}")))?;
+        DFParserBuilder::new(sql)
+            .with_dialect(dialect.as_ref())
+            .with_recursion_limit(state.config_options().sql_parser.recursion_limit.get())
+            .build()?
+            .parse_statements()?
+    };
+    // Checked on the parsed statement, before any name is resolved: a DDL
+    // or DML statement is refused as such, not for a table it names.
+    let statement = match (statements.pop_front(), statements.len()) {
+        (None, _) => return Err(DataFusionError::Plan("the model is empty: it renders to no SQL statement; a model is one SELECT query".into())),
+        (Some(_), n) if n > 0 => {
+            return Err(DataFusionError::Plan(format!("the model has {} SQL statements; a model is one SELECT query (remove the `;` and what follows it)", n + 1)));
+        }
+        (Some(s @ DFStatement::Statement(_)), _) if matches!(&s, DFStatement::Statement(b) if matches!(**b, Statement::Query(_))) => s,
+        (Some(_), _) => return Err(single_select()),
+    };
+    let plan = state.statement_to_plan(statement).await?;
     match &plan {
         LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_) | LogicalPlan::DescribeTable(_) | LogicalPlan::Explain(_) => {
-            return Err(DataFusionError::Plan("a model must be a single SELECT (or WITH ... SELECT) query".into()));
+            return Err(single_select());
         }
         _ => {}
     }

@@ -207,7 +207,13 @@ pub async fn run(
         let mut r = match (outcome, verdicts.failed_now(&node.sources)) {
             (Ok((w, note)), _) => result(node, Status::Success, w, secs, note),
             (Err(_), Some((source, why))) => skipped_for_source(node, source, &why, secs),
-            (Err(msg), None) => result(node, Status::Error, None, secs, Some(msg)),
+            (Err(msg), None) => {
+                let msg = match failing_source_file(&compiled, node, &msg).await {
+                    Some(file) => format!("{msg}\n{file}"),
+                    None => msg,
+                };
+                result(node, Status::Error, None, secs, Some(msg))
+            }
         };
         r.started_at = started.get(&name).copied().unwrap_or_default();
         r.completed_at = run_start.elapsed().as_secs_f64();
@@ -726,7 +732,7 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         Err(e) => {
             return Err(match blocking_summary(&outcomes) {
                 Some(why) => format!("not published, the previous version stays: {why}"),
-                None => format!("{}: {}", node.path.display(), crate::materialize::error_text(&e)),
+                None => failure_text(node, &url, &crate::materialize::error_text(&e)),
             });
         }
     };
@@ -736,4 +742,38 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         .ok_or_else(|| format!("{}: table vanished after writing", url))?;
     engine.register(&node.name, provider).map_err(|e| e.to_string())?;
     Ok((Some(written), warning_summary(&outcomes)))
+}
+
+/// A failed write's message, located where the cause is known: a seed's
+/// bad value at its CSV line, a damaged Delta log at the table's log.
+fn failure_text(node: &Node, url: &url::Url, text: &str) -> String {
+    if node.materialized == Materialization::Seed
+        && let Some(line) = crate::compile::csv_error_line(text)
+    {
+        return format!("{}:{line}: {text}", node.path.display());
+    }
+    if text.starts_with("Kernel error") || text.contains("_delta_log") || text.contains("Invalid JSON in log record") {
+        return format!(
+            "{}: the Delta log of the published table at {url} cannot be read: {text} (restore the damaged commit under {url}_delta_log/, or delete the table folder to rebuild it)",
+            node.path.display()
+        );
+    }
+    format!("{}: {text}", node.path.display())
+}
+
+/// When a model failed reading its sources' data (a damaged page, a bad
+/// checksum, a value its declared type cannot hold), which source and file
+/// it was: DataFusion's error names neither.
+async fn failing_source_file(compiled: &Compiled, node: &Node, message: &str) -> Option<String> {
+    const READ_ERRORS: [&str; 6] = ["Parquet", "parquet", "Cast error", "Arrow schema", "CRC", "EOF"];
+    if node.sources.is_empty() || !READ_ERRORS.iter().any(|p| message.contains(p)) {
+        return None;
+    }
+    for key in &node.sources {
+        let (url, schema) = compiled.sources.get(key)?;
+        if let Some((file, why)) = compiled.engine.unreadable_file(url, schema).await {
+            return Some(format!("      source `{}.{}`: the file {file} cannot be read: {why}", key.0, key.1));
+        }
+    }
+    None
 }

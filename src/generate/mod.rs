@@ -109,7 +109,10 @@ pub fn write(tables: &[Table], out: &Path) -> Result<(), Box<dyn std::error::Err
             std::fs::remove_dir_all(&dir)?;
         }
         std::fs::create_dir_all(&dir)?;
-        for (i, rows) in t.files.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
+        // Empty files are left out, but a table with no rows at all still
+        // gets one (a zero-row file: its schema, and a delivery that came).
+        let all_empty = t.files.iter().all(|r| r.is_empty());
+        for (i, rows) in t.files.iter().enumerate().filter(|(i, r)| !r.is_empty() || (all_empty && *i == 0)) {
             let file = std::fs::File::create(dir.join(format!("part-{i}.parquet")))?;
             let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?)).build();
             let mut w = ArrowWriter::try_new(file, t.schema(), Some(props))?;
