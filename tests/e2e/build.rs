@@ -267,10 +267,10 @@ fn reference_project_builds() {
     // Its declared checks pass on the committed sample; the sample's defects
     // only warn: opportunities whose account is unknown, and raw keys
     // delivered twice (staging dedupes them).
-    assert!(run.stdout.contains("Assertions: 47 pass, 9 warn, 0 fail, 0 error"), "{}", run.stdout);
+    assert!(run.stdout.contains("Assertions: 55 pass, 9 warn, 0 fail, 0 error"), "{}", run.stdout);
     let test = tally(dir.path(), &["test"]);
     test.assert_code(0);
-    assert!(test.stdout.contains("Assertions: 47 pass, 9 warn, 0 fail, 0 error"), "{}", test.stdout);
+    assert!(test.stdout.contains("Assertions: 55 pass, 9 warn, 0 fail, 0 error"), "{}", test.stdout);
     assert!(test.stdout.contains("warn: relationships_stg_crm_opportunities_account_id"), "{}", test.stdout);
     let warned: Vec<&str> = test.stdout.lines().filter(|l| l.starts_with("warn: ")).collect();
     assert_eq!(warned.iter().filter(|l| l.contains("duplicates_raw_")).count(), 8, "{}", test.stdout);

@@ -64,6 +64,7 @@ fn kill_9_at_random_moments_never_exposes_a_partial_table() {
     for round in 0..25 {
         let input = if round % 2 == 0 { "a" } else { "b" };
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .env("TALLY_ALLOW_ROOT", allowed_root())
             .args(["build", "-q", "--vars", &vars(input), "--project-dir"])
             .arg(d)
             .stdout(Stdio::null())
@@ -97,6 +98,7 @@ fn kill_9_at_random_moments_never_exposes_a_partial_table() {
     // at once with exit code 3 and says who holds the target.
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_tally"))
+        .env("TALLY_ALLOW_ROOT", allowed_root())
             .args(["build", "-q", "--vars", &vars("a"), "--project-dir"])
             .arg(d)
             .stdout(Stdio::null())

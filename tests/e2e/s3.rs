@@ -135,6 +135,7 @@ pub fn write_profile(d: &Path, bucket: &str, endpoint: &str) {
 
 pub fn tally_env(d: &Path, args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .env("TALLY_ALLOW_ROOT", allowed_root())
         .args(args)
         .arg("--project-dir")
         .arg(d)
@@ -163,7 +164,7 @@ async fn reference_project_on_s3_reads_back_without_tally() {
     local_run.assert_code(0);
     run.assert_code(0);
     assert!(run.stdout.contains(" 0 error, 0 skipped"), "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("Assertions: 47 pass, 9 warn, 0 fail, 0 error"), "{}", run.stdout);
+    assert!(run.stdout.contains("Assertions: 55 pass, 9 warn, 0 fail, 0 error"), "{}", run.stdout);
 
     for table in ["customer_mrr_monthly", "arr_waterfall_monthly", "retention_monthly", "pipeline_coverage_quarterly", "funnel_conversion_monthly", "unit_economics_quarterly", "dq_scorecard"] {
         let on_s3 = read_delta_in(&store, &format!("warehouse/{table}")).await;

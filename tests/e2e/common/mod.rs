@@ -33,6 +33,12 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The fixtures' raw data lives in temp dirs outside the projects: the
+/// tests allow that root as an operator would (`--allow-root`).
+pub fn allowed_root() -> PathBuf {
+    std::env::temp_dir()
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
@@ -49,6 +55,7 @@ impl Run {
 /// Run `tally <args> --project-dir <dir>`.
 pub fn tally(dir: &Path, args: &[&str]) -> Run {
     let out: Output = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .env("TALLY_ALLOW_ROOT", allowed_root())
         .args(args)
         .arg("--project-dir")
         .arg(dir)
@@ -66,6 +73,7 @@ pub fn tally(dir: &Path, args: &[&str]) -> Run {
 /// `tally build` with `args` and debug logging: its exit code and its log.
 pub fn build_logged(d: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .env("TALLY_ALLOW_ROOT", allowed_root())
         .arg("build")
         .args(args)
         .arg("--project-dir")
