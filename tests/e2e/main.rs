@@ -4,6 +4,7 @@ mod common;
 
 mod assertions;
 mod build;
+mod catalog;
 mod crash;
 mod errors;
 mod faults;
