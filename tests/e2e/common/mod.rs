@@ -33,10 +33,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The fixtures' raw data lives in temp dirs outside the projects: the
-/// tests allow that root as an operator would (`--allow-root`).
-pub fn allowed_root() -> PathBuf {
-    std::env::temp_dir()
+/// The fixtures' raw data lives outside the projects (temp dirs, the
+/// committed sample): the tests allow those roots as an operator would
+/// (`TALLY_ALLOW_ROOT`, a `:`-separated list).
+pub fn allowed_root() -> String {
+    format!("{}:{}", std::env::temp_dir().display(), repo_root().join("tests_data").display())
 }
 
 pub struct Run {
