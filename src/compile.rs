@@ -517,14 +517,8 @@ fn unknown_type(file: &Path, column: &str, t: &str) -> Diagnostic {
 
 /// Why a local source location is refused: outside the project folder and
 /// every allowed root (checked on the real path, through symlinks).
-fn check_local_root(
-    project: &Project,
-    allowed_roots: &[PathBuf],
-    url: &url::Url,
-) -> Result<(), String> {
-    let Ok(path) = url.to_file_path() else {
-        return Err("is not a local path".into());
-    };
+fn check_local_root(project: &Project, allowed_roots: &[PathBuf], url: &url::Url) -> Result<(), RootRefused> {
+    let path = url.to_file_path().map_err(|()| RootRefused::NotLocal)?;
     // A glob (`raw/*.parquet`) or a folder not made yet: the deepest existing ancestor.
     let mut probe = path.clone();
     let real = loop {
@@ -532,16 +526,23 @@ fn check_local_root(
             break real;
         }
         if !probe.pop() {
-            return Err("has no existing folder above it".into());
+            return Err(RootRefused::NoFolder);
         }
     };
     if real.starts_with(&project.dir) || allowed_roots.iter().any(|r| real.starts_with(r)) {
         return Ok(());
     }
-    Err(format!(
-        "resolves to {}, outside the project folder",
-        real.display()
-    ))
+    Err(RootRefused::Outside(real))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RootRefused {
+    #[error("is not a local path")]
+    NotLocal,
+    #[error("has no existing folder above it")]
+    NoFolder,
+    #[error("resolves to {}, outside the project folder", .0.display())]
+    Outside(PathBuf),
 }
 
 async fn register_source(
