@@ -244,7 +244,7 @@ pub async fn plan_sql_in(state: &SessionState, sql: &str) -> Result<LogicalPlan,
     let mut statements = {
         // The dialect is not `Send`: dropped before the plan is awaited.
         let name = state.config_options().sql_parser.dialect;
-        let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(name.to_string())
+        let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(name)
             .ok_or_else(|| DataFusionError::Plan(format!("unsupported SQL dialect {name}")))?;
         DFParserBuilder::new(sql)
             .with_dialect(dialect.as_ref())

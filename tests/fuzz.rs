@@ -320,31 +320,28 @@ fn fuzz_yaml_loaders() {
     assert!(report.crashes.is_empty(), "{:#?}", report.crashes);
 }
 
-#[test]
-fn fuzz_render() {
+/// A project with one model (and the macro file `macros/f.sql`, when given).
+fn model_project(macros: Option<&str>) -> tempfile::TempDir {
     let dir = project_dir();
     std::fs::write(dir.path().join("tally_project.yml"), PROJECT).unwrap();
     std::fs::write(dir.path().join("models/m.sql"), MODEL).unwrap();
     std::fs::create_dir_all(dir.path().join("macros")).unwrap();
-    std::fs::write(
-        dir.path().join("macros/f.sql"),
-        "{% macro f(a) %}{{ a }} + 1{% endmacro %}\n",
-    )
-    .unwrap();
+    if let Some(text) = macros {
+        std::fs::write(dir.path().join("macros/f.sql"), text).unwrap();
+    }
+    dir
+}
+
+fn target_info() -> TargetInfo {
+    TargetInfo { name: "dev".into(), profile_name: "p".into(), engine: "datafusion".into(), threads: 2, warehouse: "w".into() }
+}
+
+#[test]
+fn fuzz_render() {
+    let dir = model_project(Some("{% macro f(a) %}{{ a }} + 1{% endmacro %}\n"));
     let project = tally::project::load(dir.path(), &BTreeMap::new()).unwrap();
-    let info = TargetInfo {
-        name: "dev".into(),
-        profile_name: "p".into(),
-        engine: "datafusion".into(),
-        threads: 2,
-        warehouse: "w".into(),
-    };
-    let renderer = Renderer::new(&project, &info, "2024-01-01T00:00:00Z").unwrap();
-    let seeds = corpus(&[
-        ("models", "sql"),
-        ("macros", "sql"),
-        ("tests_data/fuzz/jinja", "sql"),
-    ]);
+    let renderer = Renderer::new(&project, &target_info(), "2024-01-01T00:00:00Z").unwrap();
+    let seeds = corpus(&[("models", "sql"), ("macros", "sql"), ("tests_data/fuzz/jinja", "sql")]);
     let report = fuzz("render", &seeds, JINJA_TOKENS, |input| {
         let text = String::from_utf8_lossy(input);
         let _ = renderer.render(Path::new("models/m.sql"), &text, "m");
@@ -355,17 +352,8 @@ fn fuzz_render() {
 #[test]
 fn fuzz_macro_files() {
     // Macro files are rendered once when the renderer is made: their own path.
-    let dir = project_dir();
-    std::fs::write(dir.path().join("tally_project.yml"), PROJECT).unwrap();
-    std::fs::write(dir.path().join("models/m.sql"), MODEL).unwrap();
-    std::fs::create_dir_all(dir.path().join("macros")).unwrap();
-    let info = TargetInfo {
-        name: "dev".into(),
-        profile_name: "p".into(),
-        engine: "datafusion".into(),
-        threads: 2,
-        warehouse: "w".into(),
-    };
+    let dir = model_project(None);
+    let info = target_info();
     let seeds = corpus(&[("macros", "sql"), ("tests_data/fuzz/jinja", "sql")]);
     let report = fuzz("macro_files", &seeds, JINJA_TOKENS, |input| {
         std::fs::write(dir.path().join("macros/f.sql"), input).unwrap();

@@ -114,14 +114,13 @@ fn unescape(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i..].starts_with(b"\\x") && i + 4 <= b.len() {
-            if let Ok(v) =
-                u8::from_str_radix(std::str::from_utf8(&b[i + 2..i + 4]).unwrap_or(""), 16)
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        if b[i..].starts_with(b"\\x")
+            && i + 4 <= b.len()
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 2..i + 4]).unwrap_or(""), 16)
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -179,27 +178,6 @@ impl Drop for Mounts {
 enum Outcome {
     Ran(String),
     Skipped(String),
-}
-
-/// Tables under the warehouse -> their Delta log file names.
-fn delta_logs(warehouse: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(warehouse) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let log = e.path().join("_delta_log");
-        if let Ok(files) = std::fs::read_dir(&log) {
-            let mut names: Vec<String> = files
-                .flatten()
-                .map(|f| f.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".json"))
-                .collect();
-            names.sort();
-            out.insert(e.file_name().to_string_lossy().into_owned(), names);
-        }
-    }
-    out
 }
 
 /// A valid Parquet file, zstd-compressed: id bigint, name varchar, 2,000 rows.

@@ -371,23 +371,12 @@ fn typod_raw_root_changes_no_table() {
     let allow = raw.parent().unwrap().display().to_string();
     let vars = |root: &str| format!("{{raw_root: '{}'}}", raw.with_file_name(root).display());
     tally(d, &["build", "-q", "--allow-root", &allow, "--vars", &vars("raw")]).assert_code(0);
-    let logs = |d: &Path| -> BTreeMap<String, Vec<String>> {
-        let mut out = BTreeMap::new();
-        for t in std::fs::read_dir(d.join("warehouse")).unwrap().flatten() {
-            if let Ok(files) = std::fs::read_dir(t.path().join("_delta_log")) {
-                let mut names: Vec<String> = files.flatten().map(|f| f.file_name().to_string_lossy().into_owned()).collect();
-                names.sort();
-                out.insert(t.file_name().to_string_lossy().into_owned(), names);
-            }
-        }
-        out
-    };
-    let before = logs(d);
+    let before = delta_logs(&d.join("warehouse"));
     assert!(before.contains_key("funnel_conversion_monthly") && before.len() >= 8, "{before:?}");
     let funnel = rows(&read_delta(&d.join("warehouse/funnel_conversion_monthly")));
     let run = tally(d, &["build", "-q", "--allow-root", &allow, "--vars", &vars("raw_typo")]);
     run.assert_code(2);
     assert!(run.stderr.contains("no Parquet files") && run.stderr.contains("raw_typo"), "{}", run.stderr);
-    assert_eq!(logs(d), before, "a Delta log changed");
+    assert_eq!(delta_logs(&d.join("warehouse")), before, "a Delta log changed");
     assert_eq!(rows(&read_delta(&d.join("warehouse/funnel_conversion_monthly"))), funnel);
 }

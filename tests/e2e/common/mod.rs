@@ -160,3 +160,18 @@ pub fn run_results(dir: &Path) -> serde_json::Value {
 pub fn result_of<'a>(results: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     results["results"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no result for {name}"))
 }
+
+/// Tables under `warehouse` -> the names of their Delta log commits, sorted:
+/// equal before and after a run that must change no table.
+pub fn delta_logs(warehouse: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(warehouse) else { return out };
+    for e in entries.flatten() {
+        if let Ok(files) = std::fs::read_dir(e.path().join("_delta_log")) {
+            let mut names: Vec<String> = files.flatten().map(|f| f.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".json")).collect();
+            names.sort();
+            out.insert(e.file_name().to_string_lossy().into_owned(), names);
+        }
+    }
+    out
+}
