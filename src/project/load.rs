@@ -28,10 +28,9 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
             .with_help("run tally from a project directory, pass --project-dir, or create one with `tally init <dir>`")
     })?;
     let mut warnings = Vec::new();
-    let text = read(&dir, &file)?;
-    let text_of_project = text.clone();
-    let mut pf: ProjectFile = yaml::parse(&file, &text, DBT_PROJECT_KEYS_IGNORED, &mut warnings)?;
-    configured_paths(&dir, &file, &text, &mut pf)?;
+    let project_text = read(&dir, &file)?;
+    let mut pf: ProjectFile = yaml::parse(&file, &project_text, DBT_PROJECT_KEYS_IGNORED, &mut warnings)?;
+    configured_paths(&dir, &file, &project_text, &mut pf)?;
 
     let mut vars: BTreeMap<String, serde_json::Value> = pf
         .vars
@@ -98,26 +97,12 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
         if config.get("enabled") == Some(&serde_json::Value::Bool(false)) {
             continue;
         }
+        let (tests, description, columns) = props.described(decl.as_ref());
         let model = Model {
-            tests: decl
-                .as_ref()
-                .map(|(f, d)| {
-                    tests_of(
-                        f,
-                        &props.texts[f],
-                        &d.name,
-                        &d.columns,
-                        &d.tests,
-                        &d.data_tests,
-                    )
-                })
-                .unwrap_or_default(),
+            tests,
             checksum,
-            description: decl.as_ref().and_then(|(_, d)| d.description.clone()),
-            columns: decl
-                .as_ref()
-                .map(|(_, d)| columns(&d.columns))
-                .unwrap_or_default(),
+            description,
+            columns,
             properties_file: decl.map(|(f, _)| f),
             name: name.clone(),
             path,
@@ -171,7 +156,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
                             .map_or(start + 1, |l| l + 1),
                     ))
                 }
-                _ => text_of_project
+                _ => project_text
                     .lines()
                     .position(|l| l.contains("column_types"))
                     .map(|l| (file.clone(), l + 1)),
@@ -184,27 +169,13 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
             if let Some((_, d)) = &decl {
                 layers.push(yaml_layer(&d.config));
             }
+            let (tests, description, columns) = props.described(decl.as_ref());
             let seed = Seed {
                 config_at,
-                tests: decl
-                    .as_ref()
-                    .map(|(f, d)| {
-                        tests_of(
-                            f,
-                            &props.texts[f],
-                            &d.name,
-                            &d.columns,
-                            &d.tests,
-                            &d.data_tests,
-                        )
-                    })
-                    .unwrap_or_default(),
+                tests,
                 checksum: checksum(&text),
-                description: decl.as_ref().and_then(|(_, d)| d.description.clone()),
-                columns: decl
-                    .as_ref()
-                    .map(|(_, d)| columns(&d.columns))
-                    .unwrap_or_default(),
+                description,
+                columns,
                 config: merge(layers),
                 name: name.clone(),
                 path: path.clone(),
@@ -312,6 +283,14 @@ struct Properties {
 }
 
 impl Properties {
+    /// A model's or seed's tests, description and columns from its
+    /// properties entry (none without one).
+    fn described(&self, decl: Option<&(PathBuf, ModelDecl)>) -> (Vec<TestDecl>, Option<String>, Vec<Column>) {
+        let Some((f, d)) = decl else { return Default::default() };
+        let tests = tests_of(f, &self.texts[f], &d.name, &d.columns, &d.tests, &d.data_tests);
+        (tests, d.description.clone(), columns(&d.columns))
+    }
+
     fn add(&mut self, file: &Path, text: PropertiesText, parsed: PropertiesFile) {
         for m in parsed.models {
             let line = text.line_in_section("models", &m.name);
