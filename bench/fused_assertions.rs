@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tally::assertions::{self, Assertion, Outcome};
 use tally::compile::compile;
-use tally::generate::{generate, write, GenConfig};
+use tally::generate::{GenConfig, generate, write};
 
 const RUNS: usize = 3;
 
@@ -41,10 +41,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut checks: Vec<Assertion> = Vec::new();
     for ((s, t), table) in &c.project.sources {
         let relation = format!("{s}.{t}");
-        checks.extend(table.tests.iter().filter_map(|d| assertions::parse(&relation, &assertions::relation_sql(&relation), d).ok()));
+        checks.extend(
+            table
+                .tests
+                .iter()
+                .filter_map(|d| assertions::parse(&relation, &assertions::relation_sql(&relation), d).ok()),
+        );
     }
     for (name, model) in c.project.models.iter().filter(|(n, _)| n.starts_with("stg_")) {
-        checks.extend(model.tests.iter().filter_map(|d| assertions::parse(name, &assertions::relation_sql(name), d).ok()));
+        checks.extend(
+            model
+                .tests
+                .iter()
+                .filter_map(|d| assertions::parse(name, &assertions::relation_sql(name), d).ok()),
+        );
     }
     let relations: BTreeSet<&str> = checks.iter().map(|a| a.relation.as_str()).collect();
     let as_of = chrono::Utc::now().timestamp_micros();
@@ -55,19 +65,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut single: Vec<Outcome> = Vec::new();
     for _ in 0..RUNS {
         let start = Instant::now();
-        fused = assertions::evaluate(&c.engine, &checks, as_of, &Default::default()).await.into_iter().map(|e| e.outcome).collect();
+        fused = assertions::evaluate(&c.engine, &checks, as_of, &Default::default())
+            .await
+            .into_iter()
+            .map(|e| e.outcome)
+            .collect();
         fused_secs.push(start.elapsed().as_secs_f64());
         let start = Instant::now();
         single.clear();
         for a in &checks {
-            single.extend(assertions::evaluate(&c.engine, std::slice::from_ref(a), as_of, &Default::default()).await.into_iter().map(|e| e.outcome));
+            single.extend(
+                assertions::evaluate(&c.engine, std::slice::from_ref(a), as_of, &Default::default())
+                    .await
+                    .into_iter()
+                    .map(|e| e.outcome),
+            );
         }
         single_secs.push(start.elapsed().as_secs_f64());
     }
     for (f, s) in fused.iter().zip(&single) {
         let same = (f.status, f.rows_checked, f.failing_rows) == (s.status, s.rows_checked, s.failing_rows);
         if !same {
-            return Err(format!("{}: fused {:?}/{}/{} vs single {:?}/{}/{}", f.name, f.status, f.rows_checked, f.failing_rows, s.status, s.rows_checked, s.failing_rows).into());
+            return Err(format!(
+                "{}: fused {:?}/{}/{} vs single {:?}/{}/{}",
+                f.name, f.status, f.rows_checked, f.failing_rows, s.status, s.rows_checked, s.failing_rows
+            )
+            .into());
         }
     }
     let median = |v: &mut Vec<f64>| {
@@ -75,8 +98,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         v[v.len() / 2]
     };
     let (f, s) = (median(&mut fused_secs), median(&mut single_secs));
-    let rows: u64 = relations.iter().map(|r| fused.iter().filter(|o| o.relation == *r).map(|o| o.rows_checked).max().unwrap_or(0)).sum();
-    println!("fused assertions vs one query per assertion (scale {scale}, {threads} threads, median of {RUNS})");
+    let rows: u64 = relations
+        .iter()
+        .map(|r| fused.iter().filter(|o| o.relation == *r).map(|o| o.rows_checked).max().unwrap_or(0))
+        .sum();
+    println!(
+        "fused assertions vs one query per assertion (scale {scale}, {threads} threads, median of {RUNS})"
+    );
     println!("  {} checks on {} relations ({rows} rows), identical counts", checks.len(), relations.len());
     println!("  {:<28} {:>8.3} s", "tally, fused per relation", f);
     println!("  {:<28} {:>8.3} s", "one query per assertion", s);

@@ -76,7 +76,10 @@ struct ManifestSource {
     columns: Vec<ManifestColumn>,
 }
 
-fn columns(schema: &datafusion::arrow::datatypes::Schema, declared: &[crate::project::Column]) -> Vec<ManifestColumn> {
+fn columns(
+    schema: &datafusion::arrow::datatypes::Schema,
+    declared: &[crate::project::Column],
+) -> Vec<ManifestColumn> {
     schema
         .fields()
         .iter()
@@ -120,20 +123,22 @@ pub fn write_compiled(c: &Compiled) -> Result<()> {
         .iter()
         .map(|((s, t), (location, schema))| {
             let declared = &c.project.sources[&(s.clone(), t.clone())].columns;
-            (format!("source.{s}.{t}"), ManifestSource { location: location.clone(), columns: columns(schema, declared) })
+            (
+                format!("source.{s}.{t}"),
+                ManifestSource { location: location.clone(), columns: columns(schema, declared) },
+            )
         })
         .collect();
-    let manifest = Manifest {
-        metadata: metadata(c),
-        nodes,
-        sources,
-    };
+    let manifest = Manifest { metadata: metadata(c), nodes, sources };
     // One file per check, as dbt writes them (30,000 in a 10,000-model
     // project): written on all cores, beside the manifest.
     let queries = crate::audit::one_queries(c);
     let file = |s: &str| s.replace(['/', '\\'], "_");
     let dir = target.join("compiled").join("assertions");
-    let files: Vec<(String, &String)> = queries.iter().map(|(relation, name, sql)| (format!("{}/{}.sql", file(relation), file(name)), sql)).collect();
+    let files: Vec<(String, &String)> = queries
+        .iter()
+        .map(|(relation, name, sql)| (format!("{}/{}.sql", file(relation), file(name)), sql))
+        .collect();
     let (manifest, checks) = rayon::join(
         || write_json(&target.join("manifest.json"), &manifest),
         || files.par_iter().try_for_each(|(path, sql)| write(&dir.join(path), format!("{sql}\n").as_bytes())),
@@ -154,7 +159,9 @@ fn prune(dir: &Path, written: &[&str]) -> Result<()> {
     let kept: HashSet<&str> = written.iter().copied().collect();
     for path in last.lines().filter(|l| !kept.contains(l) && is_plain_relative(l)).map(|l| dir.join(l)) {
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => tracing::warn!("cannot remove the stale check query {}: {e}", path.display()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!("cannot remove the stale check query {}: {e}", path.display())
+            }
             _ => {}
         }
         if let Some(parent) = path.parent().filter(|p| *p != dir) {
@@ -186,8 +193,25 @@ struct RunResults<'a> {
 }
 
 /// `target/run_results.json`: every node's and every assertion's result.
-pub fn write_run_results(c: &Compiled, command: &str, run_id: &str, elapsed: f64, results: &[NodeResult], assertions: &[crate::assertions::Outcome], assertion_seconds: f64) -> Result<()> {
-    let doc = RunResults { metadata: metadata(c), command, run_id, elapsed_time: elapsed, assertion_seconds, peak_rss_bytes: peak_rss_bytes(), results, assertions };
+pub fn write_run_results(
+    c: &Compiled,
+    command: &str,
+    run_id: &str,
+    elapsed: f64,
+    results: &[NodeResult],
+    assertions: &[crate::assertions::Outcome],
+    assertion_seconds: f64,
+) -> Result<()> {
+    let doc = RunResults {
+        metadata: metadata(c),
+        command,
+        run_id,
+        elapsed_time: elapsed,
+        assertion_seconds,
+        peak_rss_bytes: peak_rss_bytes(),
+        results,
+        assertions,
+    };
     write_json(&c.project.dir.join(&c.project.target_path).join("run_results.json"), &doc)
 }
 
@@ -206,7 +230,8 @@ pub fn write_compiled_sql(project: &crate::project::Project, path: &Path, sql: &
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Usage(format!("cannot serialize {}: {e}", path.display())))?;
+    let text = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::Usage(format!("cannot serialize {}: {e}", path.display())))?;
     write(path, &text)
 }
 

@@ -14,13 +14,13 @@ use futures::future::BoxFuture;
 use rayon::prelude::*;
 use url::Url;
 
-use crate::assertions::{self, failing, Assertion, Counted, Kind, Outcome, Severity, Status, Threshold};
+use crate::assertions::{self, Assertion, Counted, Kind, Outcome, Severity, Status, Threshold, failing};
 use crate::compile::{Compiled, SingularTest};
-use crate::materialize::{Audit, Observed, Scratch, IN_MEMORY_BYTES};
+use crate::materialize::{Audit, IN_MEMORY_BYTES, Observed, Scratch};
 use crate::plan::Engine;
 use crate::project::TestDecl;
 use crate::render::quote_ident;
-use crate::verdicts::{failed_source_message, SourceKey, SourceVerdicts};
+use crate::verdicts::{SourceKey, SourceVerdicts, failed_source_message};
 
 /// Run-wide settings and every outcome of the run.
 pub struct Auditor {
@@ -58,7 +58,10 @@ impl Auditor {
             as_of_us: as_of_us(c).await,
             warn_error,
             dir: c.target.audit_url(run_id),
-            scratch: Scratch::new(c.project.dir.join(&c.project.target_path).join("scratch").join(run_id), IN_MEMORY_BYTES),
+            scratch: Scratch::new(
+                c.project.dir.join(&c.project.target_path).join("scratch").join(run_id),
+                IN_MEMORY_BYTES,
+            ),
             outcomes: Mutex::new(Vec::new()),
             naming: OnceLock::new(),
             spent_us: AtomicU64::new(0),
@@ -79,23 +82,45 @@ impl Auditor {
     /// Check `relation` (reachable in SQL as `relation_sql`) against `decls`;
     /// the outcomes are recorded and returned. `upstream`: the relation's
     /// upstream loads (see [`upstream_loads`]), for freshness without a column.
-    pub async fn check(&self, engine: &Engine, relation: &str, relation_sql: &str, decls: &[TestDecl], upstream: Option<&Upstream<'_>>) -> Vec<Outcome> {
+    pub async fn check(
+        &self,
+        engine: &Engine,
+        relation: &str,
+        relation_sql: &str,
+        decls: &[TestDecl],
+        upstream: Option<&Upstream<'_>>,
+    ) -> Vec<Outcome> {
         self.check_counted(engine, relation, relation_sql, decls, upstream, &Counted::new()).await
     }
 
     /// [`check`](Self::check), with duplicates already `counted` (see
     /// [`keys_to_count`]) taken as they are.
-    pub async fn check_counted(&self, engine: &Engine, relation: &str, relation_sql: &str, decls: &[TestDecl], upstream: Option<&Upstream<'_>>, counted: &Counted) -> Vec<Outcome> {
+    pub async fn check_counted(
+        &self,
+        engine: &Engine,
+        relation: &str,
+        relation_sql: &str,
+        decls: &[TestDecl],
+        upstream: Option<&Upstream<'_>>,
+        counted: &Counted,
+    ) -> Vec<Outcome> {
         self.check_judged(engine, relation, relation_sql, decls, upstream, counted, |_| {}).await
     }
 
     /// Whether `relation`'s Parquet footers alone prove that none of `decls`
     /// blocks (see [`assertions::proven_unblocked`]): then its readers need
     /// not wait for the scans, which still run for the counts reported.
-    pub async fn proven_unblocked(&self, engine: &Engine, relation: &str, relation_sql: &str, decls: &[TestDecl]) -> bool {
+    pub async fn proven_unblocked(
+        &self,
+        engine: &Engine,
+        relation: &str,
+        relation_sql: &str,
+        decls: &[TestDecl],
+    ) -> bool {
         let start = Instant::now();
         let (parsed, unparsed) = prepare(relation, relation_sql, decls, None);
-        let proven = unparsed.is_empty() && assertions::proven_unblocked(engine, &parsed, self.as_of_us, self.warn_error).await;
+        let proven = unparsed.is_empty()
+            && assertions::proven_unblocked(engine, &parsed, self.as_of_us, self.warn_error).await;
         let spent = start.elapsed();
         self.spent_us.fetch_add(spent.as_micros() as u64, Ordering::Relaxed);
         tracing::debug!(relation, proven, seconds = spent.as_secs_f64(), "footers");
@@ -118,7 +143,8 @@ impl Auditor {
     ) -> Vec<Outcome> {
         let (parsed, mut outcomes) = prepare(relation, relation_sql, decls, upstream);
         let unparsed = outcomes.clone();
-        let own = self.run(engine, parsed, counted, |own| judged(&[unparsed, own.to_vec()].concat()), false).await;
+        let own =
+            self.run(engine, parsed, counted, |own| judged(&[unparsed, own.to_vec()].concat()), false).await;
         outcomes.extend(own);
         self.record(outcomes.clone());
         outcomes
@@ -128,7 +154,13 @@ impl Auditor {
     /// stay as they are for the whole run: the failing rows of the checks
     /// that only warn, which nothing waits for, are read later, by
     /// [`collect_deferred`](Self::collect_deferred), when a slot is free.
-    pub async fn check_source_counted(&self, engine: &Engine, name: &str, decls: &[TestDecl], counted: &Counted) -> Vec<Outcome> {
+    pub async fn check_source_counted(
+        &self,
+        engine: &Engine,
+        name: &str,
+        decls: &[TestDecl],
+        counted: &Counted,
+    ) -> Vec<Outcome> {
         let (parsed, mut outcomes) = prepare(name, &assertions::relation_sql(name), decls, None);
         outcomes.extend(self.run(engine, parsed, counted, |_| {}, true).await);
         self.record(outcomes.clone());
@@ -148,7 +180,8 @@ impl Auditor {
         for Deferred { assertion, shown, mut outcome, duplicated_keys } in deferred {
             self.collect(engine, &assertion, &shown, &mut outcome, duplicated_keys).await;
             if let Ok(mut all) = self.outcomes.lock()
-                && let Some(recorded) = all.iter_mut().find(|o| o.name == outcome.name && o.relation == outcome.relation)
+                && let Some(recorded) =
+                    all.iter_mut().find(|o| o.name == outcome.name && o.relation == outcome.relation)
             {
                 *recorded = outcome;
             }
@@ -158,17 +191,32 @@ impl Auditor {
 
     /// Evaluate parsed assertions, judge them and keep their failing rows
     /// (with `defer`, a warning's later); returns the outcomes (recorded by the caller).
-    async fn run(&self, engine: &Engine, parsed: Vec<Assertion>, counted: &Counted, judged: impl FnOnce(&[Outcome]), defer: bool) -> Vec<Outcome> {
+    async fn run(
+        &self,
+        engine: &Engine,
+        parsed: Vec<Assertion>,
+        counted: &Counted,
+        judged: impl FnOnce(&[Outcome]),
+        defer: bool,
+    ) -> Vec<Outcome> {
         let start = Instant::now();
         let evaluated = self.judge(engine, parsed, counted, judged, defer).await;
         self.spent_us.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
         evaluated
     }
 
-    async fn judge(&self, engine: &Engine, mut parsed: Vec<Assertion>, counted: &Counted, judged: impl FnOnce(&[Outcome]), defer: bool) -> Vec<Outcome> {
+    async fn judge(
+        &self,
+        engine: &Engine,
+        mut parsed: Vec<Assertion>,
+        counted: &Counted,
+        judged: impl FnOnce(&[Outcome]),
+        defer: bool,
+    ) -> Vec<Outcome> {
         dedupe_names(&mut parsed);
         let evaluated = assertions::evaluate(engine, &parsed, self.as_of_us, counted).await;
-        let (mut outcomes, mut duplicated_keys): (Vec<Outcome>, Vec<_>) = evaluated.into_iter().map(|e| (e.outcome, e.duplicated_keys)).unzip();
+        let (mut outcomes, mut duplicated_keys): (Vec<Outcome>, Vec<_>) =
+            evaluated.into_iter().map(|e| (e.outcome, e.duplicated_keys)).unzip();
         for o in outcomes.iter_mut().filter(|o| self.warn_error && o.status == Status::Warn) {
             o.status = Status::Fail;
             o.message.get_or_insert_with(|| "a warning, failed by --warn-error".to_string());
@@ -193,7 +241,14 @@ impl Auditor {
         outcomes
     }
 
-    async fn collect(&self, engine: &Engine, a: &Assertion, shown: &[String], o: &mut Outcome, duplicated_keys: Vec<RecordBatch>) {
+    async fn collect(
+        &self,
+        engine: &Engine,
+        a: &Assertion,
+        shown: &[String],
+        o: &mut Outcome,
+        duplicated_keys: Vec<RecordBatch>,
+    ) {
         let start = Instant::now();
         failing::collect(engine, a, shown, o, &self.dir, duplicated_keys).await;
         tracing::debug!(check = %a.name, seconds = start.elapsed().as_secs_f64(), "failing rows");
@@ -250,7 +305,12 @@ impl Auditor {
 pub fn singular_assertion(t: &SingularTest) -> Assertion {
     Assertion {
         name: t.name.clone(),
-        relation: t.refs.first().cloned().or_else(|| t.sources.first().map(|(s, n)| format!("{s}.{n}"))).unwrap_or_else(|| "tests".into()),
+        relation: t
+            .refs
+            .first()
+            .cloned()
+            .or_else(|| t.sources.first().map(|(s, n)| format!("{s}.{n}")))
+            .unwrap_or_else(|| "tests".into()),
         relation_sql: String::new(),
         kind: Kind::Custom { sql: t.sql.clone() },
         severity: if t.warn { Severity::Warn } else { Severity::Error },
@@ -265,7 +325,12 @@ pub fn singular_assertion(t: &SingularTest) -> Assertion {
 
 /// Parse `relation`'s checks; a freshness check over upstream loads reads
 /// them through `upstream`. Checks that cannot run come back as outcomes.
-pub fn prepare(relation: &str, relation_sql: &str, decls: &[TestDecl], upstream: Option<&Upstream<'_>>) -> (Vec<Assertion>, Vec<Outcome>) {
+pub fn prepare(
+    relation: &str,
+    relation_sql: &str,
+    decls: &[TestDecl],
+    upstream: Option<&Upstream<'_>>,
+) -> (Vec<Assertion>, Vec<Outcome>) {
     let mut parsed = Vec::new();
     let mut outcomes = Vec::new();
     for d in decls {
@@ -325,7 +390,8 @@ pub fn split_warned_duplicates(relation: &str, decls: &[TestDecl]) -> (Vec<TestD
 /// its completeness checks (of the same key, on every row: see
 /// [`completeness_by_key`](assertions::completeness_by_key)).
 pub fn duplicates_answer_completeness(relation: &str, decls: &[TestDecl]) -> bool {
-    let parsed: Vec<Assertion> = decls.iter().filter_map(|d| assertions::parse(relation, relation, d).ok()).collect();
+    let parsed: Vec<Assertion> =
+        decls.iter().filter_map(|d| assertions::parse(relation, relation, d).ok()).collect();
     let all: Vec<usize> = (0..parsed.len()).collect();
     !assertions::completeness_by_key(&parsed, &all, &Counted::new()).is_empty()
 }
@@ -338,7 +404,10 @@ pub fn duplicates_answer_completeness(relation: &str, decls: &[TestDecl]) -> boo
 pub fn one_queries(c: &Compiled) -> Vec<(String, String, String)> {
     let queries = |relation: &str, mut parsed: Vec<Assertion>| {
         dedupe_names(&mut parsed);
-        parsed.iter().map(|a| (relation.to_string(), a.name.clone(), failing::one_query_sql(a))).collect::<Vec<_>>()
+        parsed
+            .iter()
+            .map(|a| (relation.to_string(), a.name.clone(), failing::one_query_sql(a)))
+            .collect::<Vec<_>>()
     };
     // Relations are independent: on all cores (30,000 checks in the
     // 10,000-model compile benchmark).
@@ -391,7 +460,8 @@ pub fn warning_summary(outcomes: &[Outcome]) -> Option<String> {
 
 /// "2 <what>: a (3 of 10 rows); b (...)" over the outcomes `pick` keeps, or None.
 fn summarize(outcomes: &[Outcome], pick: impl Fn(&Outcome) -> bool, what: &str) -> Option<String> {
-    let picked: Vec<String> = outcomes.iter().filter(|o| pick(o)).map(|o| format!("{} ({})", o.name, o.describe())).collect();
+    let picked: Vec<String> =
+        outcomes.iter().filter(|o| pick(o)).map(|o| format!("{} ({})", o.name, o.describe())).collect();
     (!picked.is_empty()).then(|| format!("{} {what}: {}", picked.len(), picked.join("; ")))
 }
 
@@ -416,11 +486,19 @@ pub async fn as_of_us(c: &Compiled) -> i64 {
     }
     if vars.get("freshness_as_of").and_then(|v| v.as_str()) == Some("latest_load") {
         let loads = loads_sql(c, c.sources.keys());
-        let newest = if loads.is_empty() { Ok(None) } else { single_timestamp(&c.engine, &format!("select max(newest) from ({loads}) n")).await };
+        let newest = if loads.is_empty() {
+            Ok(None)
+        } else {
+            single_timestamp(&c.engine, &format!("select max(newest) from ({loads}) n")).await
+        };
         match newest {
             Ok(Some(newest)) => return newest,
-            Ok(None) => eprintln!("warning: freshness_as_of: latest_load, but no source has a loaded_at_field value; measuring against now"),
-            Err(e) => eprintln!("warning: freshness_as_of: latest_load: cannot read the sources' newest loads ({e}); measuring against now"),
+            Ok(None) => eprintln!(
+                "warning: freshness_as_of: latest_load, but no source has a loaded_at_field value; measuring against now"
+            ),
+            Err(e) => eprintln!(
+                "warning: freshness_as_of: latest_load: cannot read the sources' newest loads ({e}); measuring against now"
+            ),
         }
     }
     chrono::Utc::now().timestamp_micros()
@@ -432,7 +510,11 @@ fn loads_sql<'a>(c: &Compiled, sources: impl Iterator<Item = &'a (String, String
     let parts: Vec<String> = sources
         .filter_map(|key| {
             let field = c.project.sources.get(key)?.loaded_at_field.as_ref()?;
-            Some(format!("select max({}) as newest from {}", quote_ident(field), assertions::relation_sql(&format!("{}.{}", key.0, key.1))))
+            Some(format!(
+                "select max({}) as newest from {}",
+                quote_ident(field),
+                assertions::relation_sql(&format!("{}.{}", key.0, key.1))
+            ))
         })
         .collect();
     parts.join(" union all ")
@@ -465,16 +547,22 @@ pub fn upstream_loads(c: &Compiled, model: &str, named: &[String]) -> Option<Str
         })
         .collect();
     let loads = loads_sql(c, sources.into_iter());
-    (!loads.is_empty()).then(|| format!("(select min(newest) as {UPSTREAM_LOADED_AT} from ({loads}) n) upstream"))
+    (!loads.is_empty())
+        .then(|| format!("(select min(newest) as {UPSTREAM_LOADED_AT} from ({loads}) n) upstream"))
 }
 
 async fn single_timestamp(engine: &Engine, sql: &str) -> Result<Option<i64>, String> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
     let clean = |e: datafusion::error::DataFusionError| crate::plan::clean_message(&e);
-    let df = engine.ctx.sql(&format!("select cast(t as timestamp) from ({sql}) as x(t)")).await.map_err(clean)?;
-    let Some(batch) = df.collect().await.map_err(clean)?.into_iter().find(|b| b.num_rows() > 0) else { return Ok(None) };
-    let col = datafusion::arrow::compute::cast(batch.column(0), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| e.to_string())?;
+    let df =
+        engine.ctx.sql(&format!("select cast(t as timestamp) from ({sql}) as x(t)")).await.map_err(clean)?;
+    let Some(batch) = df.collect().await.map_err(clean)?.into_iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let col =
+        datafusion::arrow::compute::cast(batch.column(0), &DataType::Timestamp(TimeUnit::Microsecond, None))
+            .map_err(|e| e.to_string())?;
     let ts = col.as_primitive_opt::<TimestampMicrosecondType>().ok_or("not a timestamp")?;
     Ok((!ts.is_null(0)).then(|| ts.value(0)))
 }
@@ -510,10 +598,20 @@ impl ModelAudit {
         if decls.is_empty() {
             return Ok(());
         }
-        engine.register_files(&staged, &files, self.schema.clone()).await.map_err(|e| format!("cannot read the staged files: {}", crate::plan::clean_message(&e)))?;
+        engine
+            .register_files(&staged, &files, self.schema.clone())
+            .await
+            .map_err(|e| format!("cannot read the staged files: {}", crate::plan::clean_message(&e)))?;
         let upstream = |named: &[String]| upstream_loads(&self.compiled, &self.model, named);
-        let counted: Counted = self.written_keys.iter().filter_map(|(key, found)| Some((key.clone(), found.lock().ok()?.clone()?))).collect();
-        let outcomes = self.auditor.check_counted(engine, &self.model, &quote_ident(&staged), decls, Some(&upstream), &counted).await;
+        let counted: Counted = self
+            .written_keys
+            .iter()
+            .filter_map(|(key, found)| Some((key.clone(), found.lock().ok()?.clone()?)))
+            .collect();
+        let outcomes = self
+            .auditor
+            .check_counted(engine, &self.model, &quote_ident(&staged), decls, Some(&upstream), &counted)
+            .await;
         engine.deregister(&staged);
         let verdict = blocking_summary(&outcomes);
         if let Ok(mut o) = self.outcomes.lock() {
@@ -538,4 +636,3 @@ impl Audit for ModelAudit {
         })
     }
 }
-

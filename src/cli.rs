@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about = "Transform and assert revenue data: SQL + Jinja models compiled to DataFusion, published as Delta tables")]
+#[command(
+    name = "tally",
+    version,
+    about = "Transform and assert revenue data: SQL + Jinja models compiled to DataFusion, published as Delta tables"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -30,7 +34,13 @@ pub struct Global {
     /// A local folder outside the project that sources may read (repeatable;
     /// as the target's `allowed_roots`; TALLY_ALLOW_ROOT takes a `:`-separated list).
     /// Project files (models, YAML, seeds) never may.
-    #[arg(long = "allow-root", global = true, value_name = "DIR", env = "TALLY_ALLOW_ROOT", value_delimiter = ':')]
+    #[arg(
+        long = "allow-root",
+        global = true,
+        value_name = "DIR",
+        env = "TALLY_ALLOW_ROOT",
+        value_delimiter = ':'
+    )]
     pub allow_roots: Vec<PathBuf>,
     /// Less output: errors and the final summary line only.
     #[arg(short, long, global = true)]

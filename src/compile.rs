@@ -102,11 +102,8 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     let renderer = Renderer::new(&project, &info, &run_started_at).map_err(Error::Project)?;
 
     // Models render independently: on all cores, collected in name order.
-    let rendered: Vec<Result<Node, Diagnostic>> = project
-        .models
-        .par_iter()
-        .map(|(_, model)| model_node(&renderer, model))
-        .collect();
+    let rendered: Vec<Result<Node, Diagnostic>> =
+        project.models.par_iter().map(|(_, model)| model_node(&renderer, model)).collect();
     let mut errors = Vec::new();
     let mut nodes = BTreeMap::new();
     for node in rendered {
@@ -146,11 +143,7 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
                     let mut d = Diagnostic::error(format!(
                         "`ref('{missing}')`: no model or seed has that name"
                     ))
-                    .at(
-                        &t.path,
-                        ref_position(&t.sql, missing).map_or(0, |p| p.0),
-                        0,
-                    );
+                    .at(&t.path, ref_position(&t.sql, missing).map_or(0, |p| p.0), 0);
                     if let Some(h) =
                         crate::diagnostic::did_you_mean(missing, nodes.keys().map(String::as_str))
                     {
@@ -182,18 +175,13 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     nodes
         .par_iter()
         .filter(|(_, n)| n.kind == NodeKind::Model)
-        .try_for_each(|(_, node)| {
-            crate::artifacts::write_compiled_sql(&project, &node.path, &node.sql)
-        })?;
+        .try_for_each(|(_, node)| crate::artifacts::write_compiled_sql(&project, &node.path, &node.sql))?;
 
-    let deps: BTreeMap<String, Vec<String>> = nodes
-        .iter()
-        .map(|(n, node)| (n.clone(), node.refs.clone()))
-        .collect();
+    let deps: BTreeMap<String, Vec<String>> =
+        nodes.iter().map(|(n, node)| (n.clone(), node.refs.clone())).collect();
     let dag = Dag::build(&deps).map_err(|cycle| {
-        let d = Diagnostic::error(format!("dependency cycle: {cycle}")).with_help(
-            "each arrow is a ref() to the next model; remove one of them to break the cycle",
-        );
+        let d = Diagnostic::error(format!("dependency cycle: {cycle}"))
+            .with_help("each arrow is a ref() to the next model; remove one of them to break the cycle");
         match cycle.0.first().and_then(|n| nodes.get(n)) {
             Some(first) => {
                 let next = cycle.0.get(1).cloned().unwrap_or_default();
@@ -215,11 +203,7 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     let used_sources: BTreeSet<(String, String)> = nodes
         .values()
         .flat_map(|n| n.sources.iter().cloned())
-        .chain(
-            singular_tests
-                .iter()
-                .flat_map(|t| t.sources.iter().cloned()),
-        )
+        .chain(singular_tests.iter().flat_map(|t| t.sources.iter().cloned()))
         .collect();
     let mut sources = BTreeMap::new();
     for key in used_sources {
@@ -236,9 +220,8 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
 
     let mut failed: BTreeSet<String> = BTreeSet::new();
     for level in dag.levels() {
-        let (todo, blocked): (Vec<&str>, Vec<&str>) = level
-            .into_iter()
-            .partition(|n| !dag.parents(n).iter().any(|p| failed.contains(*p)));
+        let (todo, blocked): (Vec<&str>, Vec<&str>) =
+            level.into_iter().partition(|n| !dag.parents(n).iter().any(|p| failed.contains(*p)));
         failed.extend(blocked.into_iter().map(str::to_string));
         let todo: Vec<&Node> = todo.iter().map(|n| &nodes[*n]).collect();
         for (name, planned) in plan_level(&project, &engine, &todo, threads).await {
@@ -259,17 +242,7 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     if !errors.is_empty() {
         return Err(Error::Project(errors));
     }
-    Ok(Compiled {
-        project,
-        target,
-        nodes,
-        dag,
-        engine,
-        sources,
-        run_started_at,
-        threads,
-        singular_tests,
-    })
+    Ok(Compiled { project, target, nodes, dag, engine, sources, run_started_at, threads, singular_tests })
 }
 
 /// Every declared test parsed and checked against the schemas now known
@@ -286,23 +259,14 @@ async fn validate_checks(
         }
         let (s, t) = name.split_once('.')?;
         let key = (s.to_string(), t.to_string());
-        project
-            .sources
-            .contains_key(&key)
-            .then(|| sources.get(&key).map(|(_, schema)| schema.clone()))
+        project.sources.contains_key(&key).then(|| sources.get(&key).map(|(_, schema)| schema.clone()))
     };
     let state = engine.ctx.state();
-    let mut relations: Vec<(String, Option<SchemaRef>, &[crate::project::TestDecl])> = nodes
-        .values()
-        .map(|n| (n.name.clone(), n.schema.clone(), project.tests_of(&n.name)))
-        .collect();
+    let mut relations: Vec<(String, Option<SchemaRef>, &[crate::project::TestDecl])> =
+        nodes.values().map(|n| (n.name.clone(), n.schema.clone(), project.tests_of(&n.name))).collect();
     relations.extend(project.sources.iter().map(|(key, t)| {
         let name = format!("{}.{}", key.0, key.1);
-        (
-            name,
-            sources.get(key).map(|(_, schema)| schema.clone()),
-            t.tests.as_slice(),
-        )
+        (name, sources.get(key).map(|(_, schema)| schema.clone()), t.tests.as_slice())
     }));
     let mut errors = Vec::new();
     for (name, schema, decls) in relations {
@@ -310,14 +274,7 @@ async fn validate_checks(
         for decl in decls {
             match crate::assertions::parse(&name, &relation_sql, decl) {
                 Ok(a) => errors.extend(
-                    crate::assertions::validate(
-                        &state,
-                        &a,
-                        decl.name(),
-                        schema.as_deref(),
-                        &lookup,
-                    )
-                    .await,
+                    crate::assertions::validate(&state, &a, decl.name(), schema.as_deref(), &lookup).await,
                 ),
                 Err(d) => errors.push(d),
             }
@@ -362,10 +319,7 @@ async fn plan_level(
         let state = engine.ctx.state();
         let mut out = Vec::with_capacity(nodes.len());
         for node in nodes {
-            out.push((
-                node.name.clone(),
-                plan_node(project, engine, &state, node).await,
-            ));
+            out.push((node.name.clone(), plan_node(project, engine, &state, node).await));
         }
         return out;
     }
@@ -376,8 +330,7 @@ async fn plan_level(
     // the other workers idle at the end of the level.
     let handle = tokio::runtime::Handle::current();
     let next = AtomicUsize::new(0);
-    let mut planned: Vec<Option<Result<SchemaRef, Diagnostic>>> =
-        nodes.iter().map(|_| None).collect();
+    let mut planned: Vec<Option<Result<SchemaRef, Diagnostic>>> = nodes.iter().map(|_| None).collect();
     std::thread::scope(|scope| {
         let tasks: Vec<_> = (0..workers)
             .map(|_| {
@@ -401,10 +354,8 @@ async fn plan_level(
         }
     });
     let crashed = |node: &Node| {
-        Err(
-            Diagnostic::error("internal error: planning this model crashed; please report it")
-                .in_file(&node.path),
-        )
+        Err(Diagnostic::error("internal error: planning this model crashed; please report it")
+            .in_file(&node.path))
     };
     nodes
         .iter()
@@ -424,13 +375,7 @@ async fn plan_node(
         Materialization::Seed => seed_plan(project, engine, node).await?,
         _ => plan_sql_in(state, &node.sql).await.map_err(|e| {
             let compiled = project.target_path.join("compiled").join(&node.path);
-            sql_diagnostic(
-                &node.path,
-                &node.source_text,
-                &node.sql,
-                &e,
-                &compiled.display().to_string(),
-            )
+            sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled.display().to_string())
         })?,
     };
     let schema = plan.schema().inner().clone();
@@ -457,11 +402,7 @@ pub async fn seed_plan(
             let dt = parse_type(t).ok_or_else(|| {
                 // Blame the YAML that declares the type, not the CSV.
                 let d = unknown_type(&node.path, col, t);
-                match project
-                    .seeds
-                    .get(&node.name)
-                    .and_then(|s| s.config_at.clone())
-                {
+                match project.seeds.get(&node.name).and_then(|s| s.config_at.clone()) {
                     Some((file, line)) => d.at(file, line, 0),
                     None => d,
                 }
@@ -469,50 +410,32 @@ pub async fn seed_plan(
             overrides.push((col.clone(), dt));
         }
     }
-    let delimiter = node
-        .config
-        .get("delimiter")
-        .and_then(|d| d.as_str())
-        .and_then(|d| d.bytes().next())
-        .unwrap_or(b',');
+    let delimiter =
+        node.config.get("delimiter").and_then(|d| d.as_str()).and_then(|d| d.bytes().next()).unwrap_or(b',');
     let path = project.dir.join(&node.path);
-    engine
-        .seed_plan(&path.to_string_lossy(), &overrides, delimiter)
-        .await
-        .map_err(|e| {
-            let text = crate::plan::clean_message(&e);
-            // DataFusion names the file by its absolute path; the diagnostic names it already.
-            let text = text.rsplit("caused by\n").next().unwrap_or(&text).to_string();
-            Diagnostic::error(format!("cannot read seed: {text}"))
-                .at(&node.path, csv_error_line(&text).unwrap_or(0), 0)
-                .with_help("a seed is a CSV file with a header row and the same number of fields on every line")
-        })
+    engine.seed_plan(&path.to_string_lossy(), &overrides, delimiter).await.map_err(|e| {
+        let text = crate::plan::clean_message(&e);
+        // DataFusion names the file by its absolute path; the diagnostic names it already.
+        let text = text.rsplit("caused by\n").next().unwrap_or(&text).to_string();
+        Diagnostic::error(format!("cannot read seed: {text}"))
+            .at(&node.path, csv_error_line(&text).unwrap_or(0), 0)
+            .with_help("a seed is a CSV file with a header row and the same number of fields on every line")
+    })
 }
 
 /// The 1-based line of the CSV file that an arrow CSV error names: a
 /// value that does not parse is reported by its record (the header not
 /// counted), a row of the wrong width by its line.
 pub fn csv_error_line(message: &str) -> Option<usize> {
-    let n: usize = message
-        .split(" at line ")
-        .nth(1)?
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()?;
-    Some(if message.contains("Error while parsing value") {
-        n + 1
-    } else {
-        n
-    })
+    let n: usize =
+        message.split(" at line ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    Some(if message.contains("Error while parsing value") { n + 1 } else { n })
 }
 
 fn unknown_type(file: &Path, column: &str, t: &str) -> Diagnostic {
     Diagnostic::error(format!("column `{column}`: unknown data type `{t}`"))
         .in_file(file)
-        .with_help(
-            "use one of: varchar, boolean, int, bigint, double, decimal(p,s), date, timestamp",
-        )
+        .with_help("use one of: varchar, boolean, int, bigint, double, decimal(p,s), date, timestamp")
 }
 
 /// Why a local source location is refused: outside the project folder and
@@ -568,8 +491,7 @@ async fn register_source(
     let mut declared = Vec::new();
     for c in &decl.columns {
         if let Some(t) = &c.data_type {
-            let dt: DataType =
-                parse_type(t).ok_or_else(|| at(unknown_type(&decl.file, &c.name, t)))?;
+            let dt: DataType = parse_type(t).ok_or_else(|| at(unknown_type(&decl.file, &c.name, t)))?;
             declared.push((c.name.clone(), dt));
         }
     }
@@ -582,10 +504,7 @@ async fn register_source(
         })?;
     }
     engine.register_store(&url).map_err(|e| {
-        at(Diagnostic::error(format!(
-            "source `{}.{}`: cannot reach {url}: {e}",
-            key.0, key.1
-        )))
+        at(Diagnostic::error(format!("source `{}.{}`: cannot reach {url}: {e}", key.0, key.1)))
     })?;
     // A source with no files would publish its readers empty over good data
     // (a typo'd `raw_root`, a delivery that did not arrive): an error, unless
@@ -603,45 +522,31 @@ async fn register_source(
             "check the location (and vars such as raw_root); if an empty table is a valid state, declare `allow_empty: true` on the source table",
         )));
     }
-    let schema = match engine
-        .register_source(&key.0, &key.1, url.as_str(), &declared, all_declared)
-        .await
-    {
+    let schema = match engine.register_source(&key.0, &key.1, url.as_str(), &declared, all_declared).await {
         Ok(schema) => schema,
         Err(e) => {
             let message = match engine.unreadable_footer(url.as_str()).await {
-                Some((file, why)) => format!(
-                    "source `{}.{}`: {file} is not a readable Parquet file: {why}",
-                    key.0, key.1
-                ),
-                None => format!(
-                    "source `{}.{}` at {url}: {}",
-                    key.0,
-                    key.1,
-                    crate::plan::clean_message(&e)
-                ),
+                Some((file, why)) => {
+                    format!("source `{}.{}`: {file} is not a readable Parquet file: {why}", key.0, key.1)
+                }
+                None => format!("source `{}.{}` at {url}: {}", key.0, key.1, crate::plan::clean_message(&e)),
             };
-            return Err(at(Diagnostic::error(message).with_help("the location must hold Parquet files; replace or remove a damaged or truncated one")));
+            return Err(at(Diagnostic::error(message).with_help(
+                "the location must hold Parquet files; replace or remove a damaged or truncated one",
+            )));
         }
     };
     Ok((url.to_string(), schema))
 }
 
-fn materialization(
-    config: &ConfigLayer,
-    file: &Path,
-    text: &str,
-) -> Result<Materialization, Diagnostic> {
+fn materialization(config: &ConfigLayer, file: &Path, text: &str) -> Result<Materialization, Diagnostic> {
     let Some(v) = config.get("materialized") else {
         return Ok(Materialization::View);
     };
     let s = v.as_str().unwrap_or_default();
     match Materialization::parse(s) {
         Some(Materialization::Seed) | None => {
-            let line = text
-                .lines()
-                .position(|l| l.contains("materialized"))
-                .map_or(0, |i| i + 1);
+            let line = text.lines().position(|l| l.contains("materialized")).map_or(0, |i| i + 1);
             Err(Diagnostic::error(format!("unknown materialization `{s}`"))
                 .at(file, line, 0)
                 .with_help("use one of: view, table, ephemeral, incremental"))

@@ -117,11 +117,17 @@ impl Dag {
     }
 
     pub fn parents(&self, name: &str) -> Vec<&str> {
-        self.index.get(name).map(|&i| self.parents[i].iter().map(|&p| self.names[p].as_str()).collect()).unwrap_or_default()
+        self.index
+            .get(name)
+            .map(|&i| self.parents[i].iter().map(|&p| self.names[p].as_str()).collect())
+            .unwrap_or_default()
     }
 
     pub fn children(&self, name: &str) -> Vec<&str> {
-        self.index.get(name).map(|&i| self.children[i].iter().map(|&c| self.names[c].as_str()).collect()).unwrap_or_default()
+        self.index
+            .get(name)
+            .map(|&i| self.children[i].iter().map(|&c| self.names[c].as_str()).collect())
+            .unwrap_or_default()
     }
 
     pub fn ancestors(&self, name: &str) -> BTreeSet<String> {
@@ -160,7 +166,15 @@ mod tests {
 
     #[test]
     fn levels_hold_nodes_whose_parents_are_all_in_earlier_levels() {
-        let dag = Dag::build(&deps(&[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"]), ("e", &["a", "d"]), ("f", &[])])).unwrap();
+        let dag = Dag::build(&deps(&[
+            ("a", &[]),
+            ("b", &["a"]),
+            ("c", &["a"]),
+            ("d", &["b", "c"]),
+            ("e", &["a", "d"]),
+            ("f", &[]),
+        ]))
+        .unwrap();
         assert_eq!(dag.levels(), vec![vec!["a", "f"], vec!["b", "c"], vec!["d"], vec!["e"]]);
     }
 

@@ -33,7 +33,9 @@ impl Holder {
     /// A run on this very host whose process is gone (killed, crashed): its
     /// lease need not be waited out.
     fn died_here(&self) -> bool {
-        self.host == hostname() && self.pid != std::process::id() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        self.host == hostname()
+            && self.pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 }
 
@@ -46,8 +48,14 @@ pub struct Lease {
 
 impl Lease {
     /// Take the lease of the warehouse at `warehouse`, or fail saying who holds it.
-    pub async fn acquire(store: Arc<dyn ObjectStore>, warehouse: &Url, run_id: &str, command: &str) -> Result<Lease> {
-        let path = Path::from_url_path(format!("{}_tally/lease.json", warehouse.path())).map_err(|e| Error::Usage(format!("{warehouse}: {e}")))?;
+    pub async fn acquire(
+        store: Arc<dyn ObjectStore>,
+        warehouse: &Url,
+        run_id: &str,
+        command: &str,
+    ) -> Result<Lease> {
+        let path = Path::from_url_path(format!("{}_tally/lease.json", warehouse.path()))
+            .map_err(|e| Error::Usage(format!("{warehouse}: {e}")))?;
         let holder = Holder {
             run_id: run_id.to_string(),
             host: hostname(),
@@ -107,7 +115,8 @@ async fn create(store: &Arc<dyn ObjectStore>, path: &Path, holder: &Holder) -> R
 }
 
 async fn read(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<(Option<Holder>, UpdateVersion)> {
-    let got = store.get(path).await.map_err(|e| Error::Usage(format!("cannot read the lease {path}: {e}")))?;
+    let got =
+        store.get(path).await.map_err(|e| Error::Usage(format!("cannot read the lease {path}: {e}")))?;
     let version = UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
     let bytes = got.bytes().await.map_err(|e| Error::Usage(format!("cannot read the lease {path}: {e}")))?;
     Ok((serde_json::from_slice(&bytes).ok(), version))
@@ -116,13 +125,21 @@ async fn read(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<(Option<Holde
 /// Replace an expired lease: a conditional update where the store has one
 /// (S3, memory); local disk has none, so there the expired file is removed
 /// and created anew, which another taker can race only within that instant.
-async fn take_over(store: &Arc<dyn ObjectStore>, path: &Path, holder: &Holder, seen: UpdateVersion) -> Result<bool> {
+async fn take_over(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    holder: &Holder,
+    seen: UpdateVersion,
+) -> Result<bool> {
     let opts = PutOptions { mode: PutMode::Update(seen), ..Default::default() };
     match store.put_opts(path, payload(holder)?, opts).await {
         Ok(_) => Ok(true),
         Err(object_store::Error::Precondition { .. }) => Ok(false),
         Err(object_store::Error::NotImplemented { .. }) => {
-            store.delete(path).await.map_err(|e| Error::Usage(format!("cannot remove the expired lease {path}: {e}")))?;
+            store
+                .delete(path)
+                .await
+                .map_err(|e| Error::Usage(format!("cannot remove the expired lease {path}: {e}")))?;
             create(store, path, holder).await
         }
         Err(e) => Err(Error::Usage(format!("cannot take over the expired lease {path}: {e}"))),
@@ -142,11 +159,15 @@ async fn renew(store: Arc<dyn ObjectStore>, path: Path, mut holder: Holder) {
 }
 
 fn payload(holder: &Holder) -> Result<PutPayload> {
-    serde_json::to_vec_pretty(holder).map(PutPayload::from).map_err(|e| Error::Usage(format!("cannot write the lease: {e}")))
+    serde_json::to_vec_pretty(holder)
+        .map(PutPayload::from)
+        .map_err(|e| Error::Usage(format!("cannot write the lease: {e}")))
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "this host".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "this host".into())
 }
 
 #[cfg(test)]

@@ -30,10 +30,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli);
     install_panic_hook();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -55,11 +52,8 @@ fn main() -> ExitCode {
             // Rust's default text. Nothing half-written is published (each
             // table's commit is its last step); a kept lease is taken over
             // by the next run on this host.
-            let what = LAST_PANIC
-                .lock()
-                .ok()
-                .and_then(|p| p.clone())
-                .unwrap_or_else(|| "(no message)".into());
+            let what =
+                LAST_PANIC.lock().ok().and_then(|p| p.clone()).unwrap_or_else(|| "(no message)".into());
             eprintln!("error: internal error, a bug in tally: {what}");
             eprintln!(
                 "  help: please report it with the command you ran and tally {}; RUST_BACKTRACE=1 prints a backtrace. No table was published by the step that failed.",
@@ -85,16 +79,10 @@ fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "(no message)".into());
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         tracing::debug!("panic: {what}{at}");
         if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
-            eprintln!(
-                "panic: {what}{at}\n{}",
-                std::backtrace::Backtrace::force_capture()
-            );
+            eprintln!("panic: {what}{at}\n{}", std::backtrace::Backtrace::force_capture());
         }
         if let Ok(mut last) = LAST_PANIC.lock() {
             *last = Some(format!("{what}{at}"));
@@ -135,13 +123,9 @@ fn init_tracing(cli: &Cli) {
         _ => "tally=debug,info",
     };
     let filter = EnvFilter::try_from_env("TALLY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match cli.global.log_format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
     };
 }

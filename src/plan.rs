@@ -10,19 +10,19 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{MemorySchemaProvider, TableProvider};
+use datafusion::common::TableReference;
+use datafusion::datasource::ViewTable;
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::datasource::ViewTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
-use datafusion::common::TableReference;
 
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 
-use crate::diagnostic::{line_col, Diagnostic};
+use crate::diagnostic::{Diagnostic, line_col};
 
 pub struct Engine {
     pub ctx: SessionContext,
@@ -65,7 +65,9 @@ impl Engine {
         let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let state = self.ctx.state();
         let schema = if all_declared && !declared.is_empty() {
-            Arc::new(Schema::new(declared.iter().map(|(n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>()))
+            Arc::new(Schema::new(
+                declared.iter().map(|(n, t)| Field::new(n, t.clone(), true)).collect::<Vec<_>>(),
+            ))
         } else {
             let inferred = options.infer_schema(&state, &table_url).await?;
             let fields: Vec<Field> = inferred
@@ -103,7 +105,8 @@ impl Engine {
         let table_url = ListingTableUrl::parse(url)?;
         let store = self.ctx.runtime_env().object_store(&table_url)?;
         let state = self.ctx.state();
-        let metas: Vec<_> = table_url.list_all_files(&state, store.as_ref(), ".parquet").await?.try_collect().await?;
+        let metas: Vec<_> =
+            table_url.list_all_files(&state, store.as_ref(), ".parquet").await?.try_collect().await?;
         let root = &url[..url::Url::parse(url).map(|u| u[..url::Position::BeforePath].len()).unwrap_or(0)];
         let mut files: Vec<String> = metas.iter().map(|m| format!("{root}/{}", m.location)).collect();
         files.sort();
@@ -134,7 +137,8 @@ impl Engine {
         for file in self.files(url).await.ok()? {
             let options = datafusion::prelude::ParquetReadOptions::default().schema(schema);
             let result = async {
-                let mut stream = self.ctx.read_parquet(file.as_str(), options).await?.execute_stream().await?;
+                let mut stream =
+                    self.ctx.read_parquet(file.as_str(), options).await?.execute_stream().await?;
                 while let Some(batch) = stream.next().await {
                     batch?;
                 }
@@ -149,7 +153,10 @@ impl Engine {
     }
 
     fn ensure_schema(&self, name: &str) -> Result<(), DataFusionError> {
-        let catalog = self.ctx.catalog("datafusion").ok_or_else(|| DataFusionError::Internal("no default catalog".into()))?;
+        let catalog = self
+            .ctx
+            .catalog("datafusion")
+            .ok_or_else(|| DataFusionError::Internal("no default catalog".into()))?;
         if catalog.schema(name).is_none() {
             catalog.register_schema(name, Arc::new(MemorySchemaProvider::new()))?;
         }
@@ -164,7 +171,12 @@ impl Engine {
     }
 
     /// A CSV seed's plan: header row, declared `column_types` over inferred types.
-    pub async fn seed_plan(&self, path: &str, overrides: &[(String, DataType)], delimiter: u8) -> Result<LogicalPlan, DataFusionError> {
+    pub async fn seed_plan(
+        &self,
+        path: &str,
+        overrides: &[(String, DataType)],
+        delimiter: u8,
+    ) -> Result<LogicalPlan, DataFusionError> {
         let opts = CsvReadOptions::new().has_header(true).delimiter(delimiter).file_extension(".csv");
         let df = self.ctx.read_csv(path, opts.clone()).await?;
         if overrides.is_empty() {
@@ -196,13 +208,21 @@ impl Engine {
 
     /// Make `name` resolve to exactly these Parquet files (staged, not yet
     /// published data); `schema` types it when there are none.
-    pub async fn register_files(&self, name: &str, files: &[url::Url], schema: SchemaRef) -> Result<(), DataFusionError> {
+    pub async fn register_files(
+        &self,
+        name: &str,
+        files: &[url::Url],
+        schema: SchemaRef,
+    ) -> Result<(), DataFusionError> {
         if files.is_empty() {
             return self.register_placeholder(name, schema);
         }
         let urls = files.iter().map(|u| ListingTableUrl::parse(u.as_str())).collect::<Result<Vec<_>, _>>()?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).infer_schema(&self.ctx.state()).await?;
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .infer_schema(&self.ctx.state())
+            .await?;
         self.register(name, Arc::new(ListingTable::try_new(config)?))
     }
 
@@ -217,8 +237,12 @@ impl Engine {
     }
 
     /// The object store DataFusion reads `url` from (scheme and host).
-    pub fn registered_store(&self, url: &url::Url) -> Result<Arc<dyn object_store::ObjectStore>, DataFusionError> {
-        let root = datafusion::execution::object_store::ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?;
+    pub fn registered_store(
+        &self,
+        url: &url::Url,
+    ) -> Result<Arc<dyn object_store::ObjectStore>, DataFusionError> {
+        let root =
+            datafusion::execution::object_store::ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?;
         self.ctx.runtime_env().object_store(root)
     }
 
@@ -240,7 +264,8 @@ impl Engine {
 pub async fn plan_sql_in(state: &SessionState, sql: &str) -> Result<LogicalPlan, DataFusionError> {
     use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
     use datafusion::sql::sqlparser::ast::Statement;
-    let single_select = || DataFusionError::Plan("a model must be a single SELECT (or WITH ... SELECT) query".into());
+    let single_select =
+        || DataFusionError::Plan("a model must be a single SELECT (or WITH ... SELECT) query".into());
     let mut statements = {
         // The dialect is not `Send`: dropped before the plan is awaited.
         let name = state.config_options().sql_parser.dialect;
@@ -255,16 +280,30 @@ pub async fn plan_sql_in(state: &SessionState, sql: &str) -> Result<LogicalPlan,
     // Checked on the parsed statement, before any name is resolved: a DDL
     // or DML statement is refused as such, not for a table it names.
     let statement = match (statements.pop_front(), statements.len()) {
-        (None, _) => return Err(DataFusionError::Plan("the model is empty: it renders to no SQL statement; a model is one SELECT query".into())),
-        (Some(_), n) if n > 0 => {
-            return Err(DataFusionError::Plan(format!("the model has {} SQL statements; a model is one SELECT query (remove the `;` and what follows it)", n + 1)));
+        (None, _) => {
+            return Err(DataFusionError::Plan(
+                "the model is empty: it renders to no SQL statement; a model is one SELECT query".into(),
+            ));
         }
-        (Some(s @ DFStatement::Statement(_)), _) if matches!(&s, DFStatement::Statement(b) if matches!(**b, Statement::Query(_))) => s,
+        (Some(_), n) if n > 0 => {
+            return Err(DataFusionError::Plan(format!(
+                "the model has {} SQL statements; a model is one SELECT query (remove the `;` and what follows it)",
+                n + 1
+            )));
+        }
+        (Some(s @ DFStatement::Statement(_)), _) if matches!(&s, DFStatement::Statement(b) if matches!(**b, Statement::Query(_))) => {
+            s
+        }
         (Some(_), _) => return Err(single_select()),
     };
     let plan = state.statement_to_plan(statement).await?;
     match &plan {
-        LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Statement(_) | LogicalPlan::DescribeTable(_) | LogicalPlan::Explain(_) => {
+        LogicalPlan::Ddl(_)
+        | LogicalPlan::Dml(_)
+        | LogicalPlan::Copy(_)
+        | LogicalPlan::Statement(_)
+        | LogicalPlan::DescribeTable(_)
+        | LogicalPlan::Explain(_) => {
             return Err(single_select());
         }
         _ => {}
@@ -330,18 +369,35 @@ pub fn parse_type(s: &str) -> Option<DataType> {
 /// DataFusion reports positions in the *rendered* SQL; Jinja keeps most lines
 /// where they were, so we look for the offending token on that line of the
 /// source first, then anywhere in the source.
-pub fn sql_diagnostic(file: &std::path::Path, source: &str, rendered: &str, err: &DataFusionError, compiled_path: &str) -> Diagnostic {
+pub fn sql_diagnostic(
+    file: &std::path::Path,
+    source: &str,
+    rendered: &str,
+    err: &DataFusionError,
+    compiled_path: &str,
+) -> Diagnostic {
     let message = clean_message(err);
     let rendered_pos = err
         .diagnostic()
         .and_then(|d| d.span)
-        .map(|s| (s.start.line as usize, s.start.column as usize, s.end.column.saturating_sub(s.start.column) as usize))
+        .map(|s| {
+            (
+                s.start.line as usize,
+                s.start.column as usize,
+                s.end.column.saturating_sub(s.start.column) as usize,
+            )
+        })
         .or_else(|| parser_position(&message).map(|(l, c)| (l, c, 0)));
     let token = rendered_pos
         .and_then(|(l, c, len)| {
             let line = rendered.lines().nth(l.checked_sub(1)?)?;
-            let tok: String = line.chars().skip(c.saturating_sub(1)).take(if len > 0 { len } else { usize::MAX }).collect();
-            let tok = if len > 0 { tok } else { tok.split(|ch: char| !ch.is_alphanumeric() && ch != '_').next()?.to_string() };
+            let tok: String =
+                line.chars().skip(c.saturating_sub(1)).take(if len > 0 { len } else { usize::MAX }).collect();
+            let tok = if len > 0 {
+                tok
+            } else {
+                tok.split(|ch: char| !ch.is_alphanumeric() && ch != '_').next()?.to_string()
+            };
             Some(tok).filter(|t| !t.is_empty())
         })
         .or_else(|| quoted_name(&message));
@@ -356,7 +412,13 @@ pub fn sql_diagnostic(file: &std::path::Path, source: &str, rendered: &str, err:
 
 pub fn clean_message(err: &DataFusionError) -> String {
     let mut msg = err.to_string();
-    for prefix in ["Error during planning: ", "Schema error: ", "SQL error: ", "Optimizer rule 'type_coercion' failed\ncaused by\n", "type_coercion\ncaused by\n"] {
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "SQL error: ",
+        "Optimizer rule 'type_coercion' failed\ncaused by\n",
+        "type_coercion\ncaused by\n",
+    ] {
         msg = msg.replace(prefix, "");
     }
     msg.trim().to_string()
@@ -423,7 +485,10 @@ mod tests {
     fn declared_types() {
         assert_eq!(parse_type("DECIMAL(18, 2)"), Some(DataType::Decimal128(18, 2)));
         assert_eq!(parse_type("varchar"), Some(DataType::Utf8));
-        assert_eq!(parse_type("timestamp"), Some(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))));
+        assert_eq!(
+            parse_type("timestamp"),
+            Some(DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())))
+        );
         assert_eq!(parse_type("blob"), None);
     }
 
@@ -435,7 +500,13 @@ mod tests {
         let source = "{{ config(materialized='table') }}\nselect a,\n  bogus\nfrom {{ ref('t') }}";
         let rendered = "\nselect a,\n  bogus\nfrom \"t\"";
         let err = engine.plan_sql(rendered).await.unwrap_err();
-        let d = sql_diagnostic(std::path::Path::new("models/m.sql"), source, rendered, &err, "target/compiled/models/m.sql");
+        let d = sql_diagnostic(
+            std::path::Path::new("models/m.sql"),
+            source,
+            rendered,
+            &err,
+            "target/compiled/models/m.sql",
+        );
         let loc = d.location.unwrap();
         assert_eq!((loc.line, loc.column), (3, 3), "{}", d.message);
         assert!(d.message.contains("bogus"), "{}", d.message);

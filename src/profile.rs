@@ -77,9 +77,11 @@ pub fn resolve(project: &Project, target: Option<&str>) -> Result<Target> {
     let path = project.dir.join(file);
     if !path.is_file() {
         if let Some(t) = target.filter(|t| *t != "local") {
-            return Err(Diagnostic::error(format!("--target {t}: the project has no {PROFILES_FILE}; only the embedded `local` target exists"))
-                .with_help(format!("add {PROFILES_FILE} with an output named `{t}`"))
-                .into());
+            return Err(Diagnostic::error(format!(
+                "--target {t}: the project has no {PROFILES_FILE}; only the embedded `local` target exists"
+            ))
+            .with_help(format!("add {PROFILES_FILE} with an output named `{t}`"))
+            .into());
         }
         return Ok(Target {
             name: "local".into(),
@@ -94,32 +96,19 @@ pub fn resolve(project: &Project, target: Option<&str>) -> Result<Target> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", file, e))?;
     let mut warnings = Vec::new();
     let profiles: BTreeMap<String, ProfileDecl> = yaml::parse(file, &text, &[], &mut warnings)?;
-    let wanted = project
-        .profile
-        .clone()
-        .unwrap_or_else(|| project.name.clone());
+    let wanted = project.profile.clone().unwrap_or_else(|| project.name.clone());
     let (profile_name, profile) = profiles
         .get_key_value(&wanted)
         .or_else(|| profiles.get_key_value("tally"))
-        .or_else(|| {
-            if profiles.len() == 1 {
-                profiles.iter().next()
-            } else {
-                None
-            }
-        })
+        .or_else(|| if profiles.len() == 1 { profiles.iter().next() } else { None })
         .ok_or_else(|| {
-            Diagnostic::error(format!("{PROFILES_FILE} has no profile `{wanted}`"))
-                .in_file(file)
-                .with_help(
-                    did_you_mean(&wanted, profiles.keys().map(String::as_str))
-                        .unwrap_or_else(|| format!("add a top-level `{wanted}:` entry")),
-                )
+            Diagnostic::error(format!("{PROFILES_FILE} has no profile `{wanted}`")).in_file(file).with_help(
+                did_you_mean(&wanted, profiles.keys().map(String::as_str))
+                    .unwrap_or_else(|| format!("add a top-level `{wanted}:` entry")),
+            )
         })?;
-    let name = target
-        .map(str::to_string)
-        .or_else(|| profile.target.clone())
-        .unwrap_or_else(|| "local".into());
+    let name =
+        target.map(str::to_string).or_else(|| profile.target.clone()).unwrap_or_else(|| "local".into());
     let output = profile.outputs.get(&name).ok_or_else(|| {
         Diagnostic::error(format!("profile `{profile_name}` has no target `{name}`"))
             .at(
@@ -128,58 +117,30 @@ pub fn resolve(project: &Project, target: Option<&str>) -> Result<Target> {
                     .max(yaml::line_of_key(&text, profile_name)),
                 0,
             )
-            .with_help(
-                did_you_mean(&name, profile.outputs.keys().map(String::as_str)).unwrap_or_else(
-                    || {
-                        format!(
-                            "targets: {}",
-                            profile
-                                .outputs
-                                .keys()
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    },
-                ),
-            )
+            .with_help(did_you_mean(&name, profile.outputs.keys().map(String::as_str)).unwrap_or_else(|| {
+                format!("targets: {}", profile.outputs.keys().cloned().collect::<Vec<_>>().join(", "))
+            }))
     })?;
     if output.engine != "datafusion" {
         return Err(Diagnostic::error(format!(
             "target `{name}`: engine type `{}` is not supported; use `datafusion`",
             output.engine
         ))
-        .at(
-            file,
-            yaml::line_of_key(&text, &format!("{profile_name}.outputs.{name}.type")),
-            0,
-        )
+        .at(file, yaml::line_of_key(&text, &format!("{profile_name}.outputs.{name}.type")), 0)
         .into());
     }
-    let at = |key: &str| {
-        (
-            file,
-            yaml::line_of_key(&text, &format!("{profile_name}.outputs.{name}.{key}")),
-        )
-    };
+    let at = |key: &str| (file, yaml::line_of_key(&text, &format!("{profile_name}.outputs.{name}.{key}")));
     if output.threads == Some(0) {
-        return Err(
-            Diagnostic::error(format!("target `{name}`: `threads: 0` would run nothing"))
-                .at(file, at("threads").1, 0)
-                .with_help("set threads to 1 or more, or leave it out to use every core")
-                .into(),
-        );
+        return Err(Diagnostic::error(format!("target `{name}`: `threads: 0` would run nothing"))
+            .at(file, at("threads").1, 0)
+            .with_help("set threads to 1 or more, or leave it out to use every core")
+            .into());
     }
     let warehouse = expand_env(&output.warehouse, at("warehouse"), "warehouse")?;
     let storage = output
         .storage_options
         .iter()
-        .map(|(k, v)| {
-            Ok((
-                k.clone(),
-                expand_env(v, at(&format!("storage_options.{k}")), k)?,
-            ))
-        })
+        .map(|(k, v)| Ok((k.clone(), expand_env(v, at(&format!("storage_options.{k}")), k)?)))
         .collect::<Result<_>>()?;
     let allowed_roots = output
         .allowed_roots
@@ -211,8 +172,7 @@ pub fn resolve(project: &Project, target: Option<&str>) -> Result<Target> {
 /// `/wh` instead of `${ROOT}/wh` is never what was meant. `${VAR:-default}`
 /// gives a default (an empty one allowed: `${VAR:-}`).
 fn expand_env(s: &str, (file, line): (&Path, usize), key: &str) -> Result<String> {
-    let located =
-        |message: String| Diagnostic::error(format!("`{key}`: {message}")).at(file, line, 0);
+    let located = |message: String| Diagnostic::error(format!("`{key}`: {message}")).at(file, line, 0);
     let rendered = crate::render::render_env(s).map_err(|e| {
         located(e).with_help("set the variable, or give a default: {{ env_var('VAR', 'default') }}")
     })?;
@@ -240,10 +200,7 @@ fn expand_dollar(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
         };
-        match (
-            lookup(name).filter(|v| !v.is_empty() || default.is_none()),
-            default,
-        ) {
+        match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => return Err(DollarError::Unset(name.to_string())),
@@ -268,8 +225,7 @@ pub fn warehouse_url(project_dir: &Path, value: &str, file: &Path) -> Result<Url
     } else {
         let p = project_dir.join(value);
         Url::from_directory_path(&p).map_err(|_| {
-            Diagnostic::error(format!("warehouse path {} is not absolute", p.display()))
-                .in_file(file)
+            Diagnostic::error(format!("warehouse path {} is not absolute", p.display())).in_file(file)
         })?
     };
     Ok(with_trailing_slash(url))
@@ -319,10 +275,7 @@ mod tests {
     fn dollar_variables_need_a_value_or_a_default() {
         let env = |n: &str| (n == "ROOT").then(|| "/data".to_string());
         assert_eq!(expand_dollar("${ROOT}/wh", env).unwrap(), "/data/wh");
-        assert_eq!(
-            expand_dollar("${UNSET}/wh", env),
-            Err(DollarError::Unset("UNSET".into()))
-        );
+        assert_eq!(expand_dollar("${UNSET}/wh", env), Err(DollarError::Unset("UNSET".into())));
         assert_eq!(expand_dollar("${UNSET:-}", env).unwrap(), "");
         assert_eq!(expand_dollar("${UNSET:-/tmp}/wh", env).unwrap(), "/tmp/wh");
         assert_eq!(expand_dollar("${ROOT:-/tmp}", env).unwrap(), "/data");

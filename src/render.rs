@@ -71,10 +71,7 @@ pub struct RenderBudget {
 
 impl Default for RenderBudget {
     fn default() -> Self {
-        RenderBudget {
-            instructions: 20_000_000,
-            output_bytes: 64 << 20,
-        }
+        RenderBudget { instructions: 20_000_000, output_bytes: 64 << 20 }
     }
 }
 
@@ -104,9 +101,7 @@ impl Object for Relation {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
             "name" | "identifier" | "table" => Some(Value::from(self.name.clone())),
-            "schema" => Some(Value::from(
-                self.schema.clone().unwrap_or_else(|| "public".into()),
-            )),
+            "schema" => Some(Value::from(self.schema.clone().unwrap_or_else(|| "public".into()))),
             "database" => Some(Value::from("tally")),
             _ => None,
         }
@@ -136,10 +131,8 @@ impl Renderer {
         if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
             env.set_syntax(syntax);
         }
-        let nodes: Arc<BTreeSet<String>> =
-            Arc::new(project.node_names().map(str::to_string).collect());
-        let sources: Arc<BTreeSet<(String, String)>> =
-            Arc::new(project.sources.keys().cloned().collect());
+        let nodes: Arc<BTreeSet<String>> = Arc::new(project.node_names().map(str::to_string).collect());
+        let sources: Arc<BTreeSet<(String, String)>> = Arc::new(project.sources.keys().cloned().collect());
         let vars = Arc::new(project.vars.clone());
 
         env.add_function("ref", move |state: &mut State<'_, '_>, a: String, b: Option<String>| {
@@ -160,41 +153,29 @@ impl Renderer {
             }
             Ok(Value::from_object(Relation { schema: None, name: a }))
         });
-        env.add_function(
-            "source",
-            move |state: &mut State<'_, '_>, s: String, t: String| {
-                let key = (s.clone(), t.clone());
-                if !sources.contains(&key) {
-                    let names: Vec<String> =
-                        sources.iter().map(|(a, b)| format!("{a}.{b}")).collect();
-                    let hint = did_you_mean(&format!("{s}.{t}"), names.iter().map(String::as_str))
-                        .unwrap_or_else(|| {
-                            "declare it under `sources:` in a YAML file in models/".into()
-                        });
-                    return Err(minijinja::Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!("source('{s}', '{t}'): no such source table; {hint}"),
-                    ));
-                }
-                let touched = state.get_or_insert_extension(Touched::default());
-                if !touched.sources.contains(&key) {
-                    touched.sources.push(key);
-                }
-                Ok(Value::from_object(Relation {
-                    schema: Some(s),
-                    name: t,
-                }))
-            },
-        );
+        env.add_function("source", move |state: &mut State<'_, '_>, s: String, t: String| {
+            let key = (s.clone(), t.clone());
+            if !sources.contains(&key) {
+                let names: Vec<String> = sources.iter().map(|(a, b)| format!("{a}.{b}")).collect();
+                let hint = did_you_mean(&format!("{s}.{t}"), names.iter().map(String::as_str))
+                    .unwrap_or_else(|| "declare it under `sources:` in a YAML file in models/".into());
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("source('{s}', '{t}'): no such source table; {hint}"),
+                ));
+            }
+            let touched = state.get_or_insert_extension(Touched::default());
+            if !touched.sources.contains(&key) {
+                touched.sources.push(key);
+            }
+            Ok(Value::from_object(Relation { schema: Some(s), name: t }))
+        });
         env.add_function("config", |state: &mut State<'_, '_>, kwargs: Kwargs| {
             let touched = state.get_or_insert_extension(Touched::default());
             for key in kwargs.args() {
                 let v: Value = kwargs.get(key)?;
                 let json = serde_json::to_value(&v).map_err(|e| {
-                    minijinja::Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!("config({key}=...): {e}"),
-                    )
+                    minijinja::Error::new(ErrorKind::InvalidOperation, format!("config({key}=...): {e}"))
                 })?;
                 touched.config = crate::project::merge_config([
                     std::mem::take(&mut touched.config),
@@ -238,12 +219,9 @@ impl Renderer {
                 continue;
             }
             let exports = match env.get_template(&name).and_then(|t| t.render_captured(())) {
-                Ok(captured) => captured
-                    .state()
-                    .exports()
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>(),
+                Ok(captured) => {
+                    captured.state().exports().into_iter().map(str::to_string).collect::<Vec<_>>()
+                }
                 Err(e) => {
                     errors.push(template_error(&m.path, &m.text, 0, &e));
                     continue;
@@ -260,20 +238,13 @@ impl Renderer {
                 }
             }
             if !exports.is_empty() {
-                prelude.push_str(&format!(
-                    "{{% from {name:?} import {} %}}",
-                    exports.join(", ")
-                ));
+                prelude.push_str(&format!("{{% from {name:?} import {} %}}", exports.join(", ")));
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Renderer {
-            env,
-            prelude,
-            budget: project.render_budget,
-        })
+        Ok(Renderer { env, prelude, budget: project.render_budget })
     }
 
     /// Render one model (or any templated text belonging to `file`).
@@ -286,24 +257,16 @@ impl Renderer {
             .template_from_named_str(&name, source.as_str())
             .map_err(|e| template_error(file, text, self.prelude.len(), &e))?;
         let ctx = minijinja::context! { this => Value::from_object(Relation { schema: None, name: this.to_string() }) };
-        let mut out = Capped {
-            bytes: Vec::new(),
-            limit: self.budget.output_bytes,
-            exceeded: false,
-        };
+        let mut out = Capped { bytes: Vec::new(), limit: self.budget.output_bytes, exceeded: false };
         let rendered = tmpl.render_captured_to(ctx, &mut out).map_err(|e| {
             let d = template_error(file, text, self.prelude.len(), &e);
             match e.kind() {
-                ErrorKind::OutOfFuel => over_budget(
-                    d,
-                    format!("{} instructions", self.budget.instructions),
-                    "instructions",
-                ),
-                ErrorKind::WriteFailure if out.exceeded => over_budget(
-                    d,
-                    format!("{} bytes of SQL", self.budget.output_bytes),
-                    "output-bytes",
-                ),
+                ErrorKind::OutOfFuel => {
+                    over_budget(d, format!("{} instructions", self.budget.instructions), "instructions")
+                }
+                ErrorKind::WriteFailure if out.exceeded => {
+                    over_budget(d, format!("{} bytes of SQL", self.budget.output_bytes), "output-bytes")
+                }
                 _ => d,
             }
         });
@@ -313,12 +276,7 @@ impl Renderer {
             .unwrap_or_default();
         // minijinja writes only `str`s, so the bytes are UTF-8.
         let sql = String::from_utf8_lossy(&out.bytes).into_owned();
-        Ok(Rendered {
-            sql,
-            refs: touched.refs,
-            sources: touched.sources,
-            config: touched.config,
-        })
+        Ok(Rendered { sql, refs: touched.refs, sources: touched.sources, config: touched.config })
     }
 
     /// Render a short templated string such as a source `location`.
@@ -338,9 +296,7 @@ impl std::io::Write for Capped {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.bytes.len() + buf.len() > self.limit {
             self.exceeded = true;
-            return Err(std::io::Error::other(
-                "the render budget's output-bytes is used up",
-            ));
+            return Err(std::io::Error::other("the render budget's output-bytes is used up"));
         }
         self.bytes.extend_from_slice(buf);
         Ok(buf.len())
@@ -363,9 +319,9 @@ fn over_budget(d: Diagnostic, what: String, key: &str) -> Diagnostic {
 fn macro_line(text: &str, name: &str) -> usize {
     text.lines()
         .position(|l| {
-            l.split("macro").nth(1).is_some_and(|r| {
-                r.trim_start().starts_with(&format!("{name}(")) || r.trim_start() == name
-            })
+            l.split("macro")
+                .nth(1)
+                .is_some_and(|r| r.trim_start().starts_with(&format!("{name}(")) || r.trim_start() == name)
         })
         .map_or(0, |i| i + 1)
 }
@@ -379,11 +335,8 @@ pub fn render_env(text: &str) -> Result<String, String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.add_function("env_var", env_var);
-    env.render_str(text, ()).map_err(|e| {
-        e.detail()
-            .map(str::to_string)
-            .unwrap_or_else(|| e.kind().to_string())
-    })
+    env.render_str(text, ())
+        .map_err(|e| e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string()))
 }
 
 fn env_var(name: String, default: Option<Value>) -> Result<Value, minijinja::Error> {
@@ -413,15 +366,11 @@ fn template_error(file: &Path, text: &str, prefix: usize, e: &minijinja::Error) 
         },
         _ => (file.to_path_buf(), text.to_string(), prefix),
     };
-    let detail = e
-        .detail()
-        .map(str::to_string)
-        .unwrap_or_else(|| e.kind().to_string());
+    let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
     let message = format!("template error: {detail}");
     let span = e.range().filter(|r| r.start >= prefix).and_then(|r| {
         let (start, end) = (r.start - prefix, r.end.saturating_sub(prefix));
-        text.get(start..end.min(text.len()))
-            .map(|s| (start, s.chars().count()))
+        text.get(start..end.min(text.len())).map(|s| (start, s.chars().count()))
     });
     let (line, column, len) = match (span, e.line()) {
         (Some((start, len)), _) => {
@@ -431,11 +380,11 @@ fn template_error(file: &Path, text: &str, prefix: usize, e: &minijinja::Error) 
         (None, Some(l)) => (l, 0, 0),
         (None, None) => (0, 0, 0),
     };
-    let mut d = Diagnostic::error(message)
-        .at(file, line, column)
-        .with_span_len(len);
+    let mut d = Diagnostic::error(message).at(file, line, column).with_span_len(len);
     if matches!(e.kind(), ErrorKind::UndefinedError) {
-        d = d.with_help("an undefined variable or attribute: check the spelling, or use `var()` for project variables");
+        d = d.with_help(
+            "an undefined variable or attribute: check the spelling, or use `var()` for project variables",
+        );
     }
     d
 }
@@ -446,10 +395,7 @@ mod tests {
     #[test]
     fn profile_values_render_env_var_only() {
         assert_eq!(render_env("plain").unwrap(), "plain");
-        assert_eq!(
-            render_env("{{ env_var('TALLY_TEST_UNSET_PROFILE_VAR', 'dflt') }}").unwrap(),
-            "dflt"
-        );
+        assert_eq!(render_env("{{ env_var('TALLY_TEST_UNSET_PROFILE_VAR', 'dflt') }}").unwrap(), "dflt");
         let e = render_env("{{ env_var('TALLY_TEST_UNSET_PROFILE_VAR') }}").unwrap_err();
         assert!(e.contains("not set and no default"), "{e}");
     }
@@ -458,11 +404,7 @@ mod tests {
 
     fn fixture(models: &[(&str, &str)], macros: &[(&str, &str)]) -> (tempfile::TempDir, Project) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("tally_project.yml"),
-            "name: p\nvars:\n  x: 7\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("tally_project.yml"), "name: p\nvars:\n  x: 7\n").unwrap();
         for (p, t) in models.iter().chain(macros) {
             let path = dir.path().join(p);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -492,15 +434,10 @@ mod tests {
                     "{{ config(materialized='table', tags=['t']) }}\nselect {{ twice('x') }} , {{ var('x') }} from {{ ref('a') }}",
                 ),
             ],
-            &[(
-                "macros/m.sql",
-                "{% macro twice(c) %}{{ c }} * 2{% endmacro %}",
-            )],
+            &[("macros/m.sql", "{% macro twice(c) %}{{ c }} * 2{% endmacro %}")],
         );
         let r = Renderer::new(&p, &target(), "2024-01-01T00:00:00Z").unwrap();
-        let out = r
-            .render(Path::new("models/b.sql"), &p.models["b"].sql, "b")
-            .unwrap();
+        let out = r.render(Path::new("models/b.sql"), &p.models["b"].sql, "b").unwrap();
         assert_eq!(out.sql, "\nselect x * 2 , 7 from \"a\"");
         assert_eq!(out.refs, vec!["a"]);
         assert_eq!(out.config["materialized"], "table");
@@ -516,19 +453,11 @@ mod tests {
                     "select '{{ env_var('TALLY_TEST_UNSET_VAR', 'dflt') }}', '{{ target.name }}', '{{ this }}', '{{ this.name }}', {{ is_incremental() }}, x from {{ upstream() }}",
                 ),
             ],
-            &[(
-                "macros/m.sql",
-                "{% macro upstream() %}{{ ref('a') }}{% endmacro %}",
-            )],
+            &[("macros/m.sql", "{% macro upstream() %}{{ ref('a') }}{% endmacro %}")],
         );
         let r = Renderer::new(&p, &target(), "t").unwrap();
-        let out = r
-            .render(Path::new("models/b.sql"), &p.models["b"].sql, "b")
-            .unwrap();
-        assert_eq!(
-            out.sql,
-            "select 'dflt', 'dev', '\"b\"', 'b', False, x from \"a\""
-        );
+        let out = r.render(Path::new("models/b.sql"), &p.models["b"].sql, "b").unwrap();
+        assert_eq!(out.sql, "select 'dflt', 'dev', '\"b\"', 'b', False, x from \"a\"");
         // The ref made inside the macro is a dependency of the model.
         assert_eq!(out.refs, vec!["a"]);
     }
@@ -536,33 +465,17 @@ mod tests {
     #[test]
     fn two_argument_ref_and_unset_env_var_are_errors() {
         let (_d, p) = fixture(
-            &[
-                ("models/a.sql", "select 1"),
-                ("models/b.sql", "select * from {{ ref('pkg', 'a') }}"),
-            ],
+            &[("models/a.sql", "select 1"), ("models/b.sql", "select * from {{ ref('pkg', 'a') }}")],
             &[],
         );
         let r = Renderer::new(&p, &target(), "t").unwrap();
-        let e = r
-            .render(Path::new("models/b.sql"), &p.models["b"].sql, "b")
-            .unwrap_err();
+        let e = r.render(Path::new("models/b.sql"), &p.models["b"].sql, "b").unwrap_err();
         assert!(e.message.contains("two-argument ref"), "{}", e.message);
-        let e = r
-            .render(
-                Path::new("models/c.sql"),
-                "{{ env_var('TALLY_TEST_UNSET_VAR') }}",
-                "c",
-            )
-            .unwrap_err();
+        let e =
+            r.render(Path::new("models/c.sql"), "{{ env_var('TALLY_TEST_UNSET_VAR') }}", "c").unwrap_err();
         assert!(e.message.contains("not set"), "{}", e.message);
-        let e = r
-            .render(Path::new("models/c.sql"), "{{ var('nope') }}", "c")
-            .unwrap_err();
-        assert!(
-            e.message.contains("var('nope') is not set"),
-            "{}",
-            e.message
-        );
+        let e = r.render(Path::new("models/c.sql"), "{{ var('nope') }}", "c").unwrap_err();
+        assert!(e.message.contains("var('nope') is not set"), "{}", e.message);
     }
 
     #[test]
@@ -575,14 +488,8 @@ mod tests {
             &[],
         );
         let r = Renderer::new(&p, &target(), "t").unwrap();
-        let e = r
-            .render(Path::new("models/b.sql"), &p.models["b"].sql, "b")
-            .unwrap_err();
+        let e = r.render(Path::new("models/b.sql"), &p.models["b"].sql, "b").unwrap_err();
         assert_eq!(e.location.as_ref().unwrap().line, 2);
-        assert!(
-            e.message.contains("did you mean `stg_accounts`?"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("did you mean `stg_accounts`?"), "{}", e.message);
     }
 }

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
-use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::run::{NodeResult, Progress, Status};
@@ -19,7 +19,9 @@ impl Reporter {
     pub fn new(total: usize, quiet: bool) -> Self {
         let bar = (!quiet && std::io::stdout().is_terminal()).then(|| {
             let bar = ProgressBar::new(total as u64);
-            if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}") {
+            if let Ok(style) =
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}")
+            {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -75,7 +77,14 @@ fn line(r: &NodeResult) -> String {
 /// The end-of-run table and totals line.
 pub fn summary(results: &[NodeResult], elapsed: f64) -> String {
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_header(["model", "materialized", "status", "rows", "bytes", "seconds"]);
+    table.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "model",
+        "materialized",
+        "status",
+        "rows",
+        "bytes",
+        "seconds",
+    ]);
     for r in results {
         let status = match r.status {
             Status::Success => "ok",
@@ -106,7 +115,14 @@ pub fn summary(results: &[NodeResult], elapsed: f64) -> String {
 pub fn assertions(outcomes: &[crate::assertions::Outcome]) -> String {
     use crate::assertions::Status;
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_header(["status", "assertion", "failing", "checked", "observed", "threshold"]);
+    table.load_preset(UTF8_BORDERS_ONLY).set_header([
+        "status",
+        "assertion",
+        "failing",
+        "checked",
+        "observed",
+        "threshold",
+    ]);
     for o in outcomes {
         let status = if o.blocks() { o.status_word().to_uppercase() } else { o.status_word().to_string() };
         table.add_row(vec![
@@ -156,7 +172,13 @@ pub fn human_bytes(b: u64) -> String {
 /// than a dependency.)
 pub fn junit(outcomes: &[crate::assertions::Outcome], elapsed: f64) -> String {
     use crate::assertions::Status;
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;");
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&apos;")
+    };
     let mut suites: std::collections::BTreeMap<&str, Vec<&crate::assertions::Outcome>> = Default::default();
     for o in outcomes {
         suites.entry(o.relation.as_str()).or_default().push(o);
@@ -168,14 +190,31 @@ pub fn junit(outcomes: &[crate::assertions::Outcome], elapsed: f64) -> String {
     );
     for (relation, list) in suites {
         let f = list.iter().filter(|o| matches!(o.status, Status::Fail | Status::Error)).count();
-        x.push_str(&format!("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\">\n", esc(relation), list.len()));
+        x.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\">\n",
+            esc(relation),
+            list.len()
+        ));
         for o in list {
             let counts = format!("{} (observed {}, threshold {})", o.describe(), o.observed, o.threshold);
-            x.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" line=\"{}\">", esc(relation), esc(&o.name), esc(&o.file), o.line));
+            x.push_str(&format!(
+                "    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" line=\"{}\">",
+                esc(relation),
+                esc(&o.name),
+                esc(&o.file),
+                o.line
+            ));
             match o.status {
                 Status::Fail | Status::Error => {
                     let msg = o.describe();
-                    x.push_str(&format!("<failure type=\"{}\" message=\"{}\">{}:{}: {}</failure>", o.status_word(), esc(&msg), esc(&o.file), o.line, esc(&counts)));
+                    x.push_str(&format!(
+                        "<failure type=\"{}\" message=\"{}\">{}:{}: {}</failure>",
+                        o.status_word(),
+                        esc(&msg),
+                        esc(&o.file),
+                        o.line,
+                        esc(&counts)
+                    ));
                 }
                 Status::Warn => x.push_str(&format!("<system-out>warn: {}</system-out>", esc(&counts))),
                 Status::Pass => {}

@@ -23,17 +23,22 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tokio::task::JoinSet;
-use tracing::{info_span, Instrument};
+use tracing::{Instrument, info_span};
 
-use crate::assertions::{relation_sql, Counted, Outcome};
-use crate::audit::{blocking_summary, duplicates_answer_completeness, split_warned_duplicates, warning_summary, Auditor, ModelAudit};
-use crate::compile::{seed_plan, Compiled, Node};
-use crate::materialize::{open_table, plan_write, stage_view, write_table, At, Audit, TableKeys, ToCount, Written};
-use crate::render::quote_ident;
-use deltalake::protocol::SaveMode;
+use crate::assertions::{Counted, Outcome, relation_sql};
+use crate::audit::{
+    Auditor, ModelAudit, blocking_summary, duplicates_answer_completeness, split_warned_duplicates,
+    warning_summary,
+};
+use crate::compile::{Compiled, Node, seed_plan};
+use crate::materialize::{
+    At, Audit, TableKeys, ToCount, Written, open_table, plan_write, stage_view, write_table,
+};
 use crate::plan::sql_diagnostic;
 use crate::project::{Materialization, TestDecl};
-use crate::verdicts::{failed_source_message, SourceKey, SourceVerdicts};
+use crate::render::quote_ident;
+use crate::verdicts::{SourceKey, SourceVerdicts, failed_source_message};
+use deltalake::protocol::SaveMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,7 +120,12 @@ pub async fn run(
                     for reader in s.source_started(&key, |r| computes_rows(&compiled, r)) {
                         s.count_down(&reader);
                     }
-                    let (c, a, decls, verdicts) = (compiled.clone(), a.clone(), duplicates.checked_ahead(&compiled, &key), verdicts.clone());
+                    let (c, a, decls, verdicts) = (
+                        compiled.clone(),
+                        a.clone(),
+                        duplicates.checked_ahead(&compiled, &key),
+                        verdicts.clone(),
+                    );
                     tasks.spawn(async move {
                         let _stopped = verdicts.guard(&key);
                         let proven = check_source(&c, &key, &decls, &a, &verdicts).await;
@@ -124,7 +134,12 @@ pub async fn run(
                     continue;
                 }
                 (Task::Scan(key), Some(a)) => {
-                    let (c, a, decls, verdicts) = (compiled.clone(), a.clone(), duplicates.checked_ahead(&compiled, &key), verdicts.clone());
+                    let (c, a, decls, verdicts) = (
+                        compiled.clone(),
+                        a.clone(),
+                        duplicates.checked_ahead(&compiled, &key),
+                        verdicts.clone(),
+                    );
                     tasks.spawn(async move {
                         scan_source(&c, &key, &decls, &a, &verdicts).await;
                         Done::Other
@@ -154,16 +169,36 @@ pub async fn run(
             };
             let node = &compiled.nodes[&name];
             if let Some(m) = compiled.dag.ancestors(&name).iter().find(|a| missing.contains(*a)) {
-                let r = result(node, Status::Error, None, 0.0, Some(format!("upstream `{m}` has never been built on this target; select it too, e.g. --select +{name}")));
+                let r = result(
+                    node,
+                    Status::Error,
+                    None,
+                    0.0,
+                    Some(format!(
+                        "upstream `{m}` has never been built on this target; select it too, e.g. --select +{name}"
+                    )),
+                );
                 progress.finished(&r);
-                s.skip_descendants(&compiled, &name, &format!("upstream `{name}` failed"), selected, progress.as_ref());
+                s.skip_descendants(
+                    &compiled,
+                    &name,
+                    &format!("upstream `{name}` failed"),
+                    selected,
+                    progress.as_ref(),
+                );
                 s.finish(name, r);
                 continue;
             }
             if let Some((source, why)) = verdicts.failed_now(&node.sources) {
                 let r = skipped_for_source(node, source, &why, 0.0);
                 progress.finished(&r);
-                s.skip_descendants(&compiled, &name, &format!("upstream source `{}.{}` failed its checks", source.0, source.1), selected, progress.as_ref());
+                s.skip_descendants(
+                    &compiled,
+                    &name,
+                    &format!("upstream source `{}.{}` failed its checks", source.0, source.1),
+                    selected,
+                    progress.as_ref(),
+                );
                 s.finish(name, r);
                 continue;
             }
@@ -227,7 +262,13 @@ pub async fn run(
                 s.count_down(child);
             }
         } else {
-            s.skip_descendants(&compiled, &name, &format!("upstream `{name}` failed"), selected, progress.as_ref());
+            s.skip_descendants(
+                &compiled,
+                &name,
+                &format!("upstream `{name}` failed"),
+                selected,
+                progress.as_ref(),
+            );
         }
         s.finish(name, r);
     }
@@ -241,7 +282,13 @@ pub async fn run(
     }
     // Only a task that panicked leaves nodes waiting: say so, never drop them.
     for name in std::mem::take(&mut s.waiting).into_keys() {
-        let r = result(&compiled.nodes[&name], Status::Error, None, 0.0, Some("not run: an upstream task stopped on an internal error (see the log)".into()));
+        let r = result(
+            &compiled.nodes[&name],
+            Status::Error,
+            None,
+            0.0,
+            Some("not run: an upstream task stopped on an internal error (see the log)".into()),
+        );
         progress.finished(&r);
         s.results.insert(name, r);
     }
@@ -306,7 +353,10 @@ impl Schedule {
             .map(|n| {
                 let parents = compiled.dag.parents(n).iter().filter(|p| selected.contains(**p)).count();
                 let sources = checked_sources.values().filter(|readers| readers.contains(n)).count();
-                (n.clone(), parents + sources + checked_after.values().filter(|waiters| waiters.contains(n)).count())
+                (
+                    n.clone(),
+                    parents + sources + checked_after.values().filter(|waiters| waiters.contains(n)).count(),
+                )
             })
             .collect();
         // Longest chains over the DAG and the check order (a node whose
@@ -317,7 +367,11 @@ impl Schedule {
         for _ in 0..=order.len() {
             let mut changed = false;
             for &n in order.iter().rev() {
-                let next = compiled.dag.children(n).into_iter().chain(checked_after.get(n).into_iter().flatten().map(String::as_str));
+                let next = compiled
+                    .dag
+                    .children(n)
+                    .into_iter()
+                    .chain(checked_after.get(n).into_iter().flatten().map(String::as_str));
                 let l = 1 + next.filter_map(|c| longest.get(c).copied()).max().unwrap_or(0);
                 changed |= longest.insert(n, l) != Some(l);
             }
@@ -325,14 +379,28 @@ impl Schedule {
                 break;
             }
         }
-        let mut chain: BTreeMap<Task, usize> = longest.iter().map(|(n, l)| (Task::Node(n.to_string()), *l)).collect();
+        let mut chain: BTreeMap<Task, usize> =
+            longest.iter().map(|(n, l)| (Task::Node(n.to_string()), *l)).collect();
         for (k, readers) in &checked_sources {
             let after = readers.iter().filter_map(|r| longest.get(r.as_str()).copied()).max().unwrap_or(0);
             chain.insert(Task::Source(k.clone()), 1 + after);
         }
-        let mut s = Schedule { waiting, ready: BTreeSet::new(), chain, results: BTreeMap::new(), checked_after, checked_sources, staged, released: Vec::new() };
-        let ready: Vec<Task> =
-            s.checked_sources.keys().map(|k| Task::Source(k.clone())).chain(s.waiting.iter().filter(|(_, c)| **c == 0).map(|(n, _)| Task::Node(n.clone()))).collect();
+        let mut s = Schedule {
+            waiting,
+            ready: BTreeSet::new(),
+            chain,
+            results: BTreeMap::new(),
+            checked_after,
+            checked_sources,
+            staged,
+            released: Vec::new(),
+        };
+        let ready: Vec<Task> = s
+            .checked_sources
+            .keys()
+            .map(|k| Task::Source(k.clone()))
+            .chain(s.waiting.iter().filter(|(_, c)| **c == 0).map(|(n, _)| Task::Node(n.clone())))
+            .collect();
         for t in ready {
             s.push_ready(t);
         }
@@ -395,12 +463,20 @@ impl Schedule {
         self.results.insert(name, r);
     }
 
-    fn skip_descendants(&mut self, compiled: &Compiled, failed: &str, why: &str, selected: &BTreeSet<String>, progress: &dyn Progress) {
+    fn skip_descendants(
+        &mut self,
+        compiled: &Compiled,
+        failed: &str,
+        why: &str,
+        selected: &BTreeSet<String>,
+        progress: &dyn Progress,
+    ) {
         for d in compiled.dag.descendants(failed) {
             if selected.contains(&d) && !self.results.contains_key(&d) {
                 self.waiting.remove(&d);
                 self.ready.retain(|(_, t)| *t != Task::Node(d.clone()));
-                let r = result(&compiled.nodes[&d], Status::Skipped, None, 0.0, Some(format!("skipped: {why}")));
+                let r =
+                    result(&compiled.nodes[&d], Status::Skipped, None, 0.0, Some(format!("skipped: {why}")));
                 progress.finished(&r);
                 self.finish(d, r);
             }
@@ -419,7 +495,13 @@ fn computes_rows(compiled: &Compiled, name: &str) -> bool {
 
 /// `node` published nothing because `source`, which it reads, failed its checks.
 fn skipped_for_source(node: &Node, source: &SourceKey, why: &str, secs: f64) -> NodeResult {
-    result(node, Status::Skipped, None, secs, Some(format!("skipped: {}", failed_source_message(source, why))))
+    result(
+        node,
+        Status::Skipped,
+        None,
+        secs,
+        Some(format!("skipped: {}", failed_source_message(source, why))),
+    )
 }
 
 fn result(node: &Node, status: Status, w: Option<Written>, secs: f64, message: Option<String>) -> NodeResult {
@@ -479,7 +561,11 @@ fn check_order(compiled: &Compiled, selected: &BTreeSet<String>) -> BTreeMap<Str
         for d in compiled.project.tests_of(name) {
             let Ok(a) = crate::assertions::parse(name, "", d) else { continue };
             let Some(other) = a.kind.other_relation() else { continue };
-            if other == name || !selected.contains(other) || ancestors.contains(other) || reaches(compiled, &order, name, other) {
+            if other == name
+                || !selected.contains(other)
+                || ancestors.contains(other)
+                || reaches(compiled, &order, name, other)
+            {
                 continue;
             }
             order.entry(other.to_string()).or_default().insert(name.clone());
@@ -509,13 +595,18 @@ fn reaches(compiled: &Compiled, order: &BTreeMap<String, BTreeSet<String>>, from
 /// between are only plans over it) and the nodes whose checks read it. Once
 /// they have all finished its rows are released. A view that a singular test
 /// reads is left out: those tests run after every node.
-fn staged_readers(compiled: &Compiled, selected: &BTreeSet<String>, checked_after: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTreeSet<String>> {
+fn staged_readers(
+    compiled: &Compiled,
+    selected: &BTreeSet<String>,
+    checked_after: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, BTreeSet<String>> {
     selected
         .iter()
         .filter(|v| !compiled.nodes[*v].materialized.is_stored() && computes_rows(compiled, v))
         .filter(|v| !compiled.singular_tests.iter().any(|t| t.refs.contains(*v)))
         .map(|v| {
-            let mut readers: BTreeSet<String> = compiled.dag.descendants(v).into_iter().filter(|d| selected.contains(d)).collect();
+            let mut readers: BTreeSet<String> =
+                compiled.dag.descendants(v).into_iter().filter(|d| selected.contains(d)).collect();
             readers.extend(checked_after.get(v).into_iter().flatten().cloned());
             readers.insert(v.clone());
             (v.clone(), readers)
@@ -525,7 +616,10 @@ fn staged_readers(compiled: &Compiled, selected: &BTreeSet<String>, checked_afte
 
 /// Every source the selection reads that declares checks -> the selected
 /// nodes reading it, which wait for its checks.
-fn checked_sources(compiled: &Compiled, selected: &BTreeSet<String>) -> BTreeMap<SourceKey, BTreeSet<String>> {
+fn checked_sources(
+    compiled: &Compiled,
+    selected: &BTreeSet<String>,
+) -> BTreeMap<SourceKey, BTreeSet<String>> {
     let mut readers: BTreeMap<SourceKey, BTreeSet<String>> = BTreeMap::new();
     for name in selected {
         for key in &compiled.nodes[name].sources {
@@ -540,9 +634,16 @@ fn checked_sources(compiled: &Compiled, selected: &BTreeSet<String>) -> BTreeMap
 /// Every query a build runs that reads `view`: its children, its own checks,
 /// and the checks declared elsewhere that read it.
 fn readers_of(compiled: &Compiled, view: &str, auditor: &Auditor) -> Vec<String> {
-    let mut sql: Vec<String> = compiled.dag.children(view).into_iter().filter_map(|c| compiled.nodes.get(c)).map(|n| n.sql.clone()).collect();
+    let mut sql: Vec<String> = compiled
+        .dag
+        .children(view)
+        .into_iter()
+        .filter_map(|c| compiled.nodes.get(c))
+        .map(|n| n.sql.clone())
+        .collect();
     let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, view, named);
-    let (own, _) = crate::audit::prepare(view, &quote_ident(view), compiled.project.tests_of(view), Some(&upstream));
+    let (own, _) =
+        crate::audit::prepare(view, &quote_ident(view), compiled.project.tests_of(view), Some(&upstream));
     sql.extend(own.iter().map(crate::assertions::failing::one_query_sql));
     sql.extend(auditor.checks_naming(compiled, view).iter().cloned());
     sql
@@ -552,7 +653,13 @@ fn readers_of(compiled: &Compiled, view: &str, auditor: &Auditor) -> Vec<String>
 /// known. When the Parquet footers prove it, before any scan, this returns
 /// true: the scans, which only count what is reported, are left to
 /// [`scan_source`], which no reader waits for. Else the scans give it.
-async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], auditor: &Auditor, verdicts: &SourceVerdicts) -> bool {
+async fn check_source(
+    compiled: &Compiled,
+    key: &SourceKey,
+    decls: &[TestDecl],
+    auditor: &Auditor,
+    verdicts: &SourceVerdicts,
+) -> bool {
     let name = format!("{}.{}", key.0, key.1);
     if auditor.proven_unblocked(&compiled.engine, &name, &relation_sql(&name), decls).await {
         verdicts.give(key, None);
@@ -564,10 +671,18 @@ async fn check_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], 
 
 /// Run one source's checks and give the verdict (unless one was given),
 /// before the failing rows are stored, which no reader needs.
-async fn scan_source(compiled: &Compiled, key: &SourceKey, decls: &[TestDecl], auditor: &Auditor, verdicts: &SourceVerdicts) {
+async fn scan_source(
+    compiled: &Compiled,
+    key: &SourceKey,
+    decls: &[TestDecl],
+    auditor: &Auditor,
+    verdicts: &SourceVerdicts,
+) {
     let name = format!("{}.{}", key.0, key.1);
     let give = |outcomes: &[Outcome]| verdicts.give(key, blocking_summary(outcomes));
-    auditor.check_judged(&compiled.engine, &name, &relation_sql(&name), decls, None, &Counted::new(), give).await;
+    auditor
+        .check_judged(&compiled.engine, &name, &relation_sql(&name), decls, None, &Counted::new(), give)
+        .await;
 }
 
 /// Check one source against warn-level `decls`, which give no verdict.
@@ -604,7 +719,10 @@ impl WarnedDuplicates {
             let name = format!("{}.{}", key.0, key.1);
             let (others, duplicates) = split_warned_duplicates(&name, &decl.tests);
             if !duplicates.is_empty() {
-                let staged = |r: &&String| !compiled.nodes[r.as_str()].materialized.is_stored() && !compiled.project.tests_of(r).is_empty();
+                let staged = |r: &&String| {
+                    !compiled.nodes[r.as_str()].materialized.is_stored()
+                        && !compiled.project.tests_of(r).is_empty()
+                };
                 let view = readers.iter().find(staged).cloned();
                 if view.is_none() && duplicates_answer_completeness(&name, &decl.tests) {
                     // Queried with the checks ahead, they cost one scan, not two.
@@ -633,7 +751,11 @@ impl WarnedDuplicates {
 
     /// The sources `view` counts, with their checks here.
     fn of_view(&self, view: &str) -> Vec<(&SourceKey, &[TestDecl])> {
-        self.by_source.iter().filter(|(_, (v, _))| v.as_deref() == Some(view)).map(|(k, (_, d))| (k, d.as_slice())).collect()
+        self.by_source
+            .iter()
+            .filter(|(_, (v, _))| v.as_deref() == Some(view))
+            .map(|(k, (_, d))| (k, d.as_slice()))
+            .collect()
     }
 
     /// Claim the checks here of `key` to run them: None once claimed.
@@ -653,16 +775,23 @@ impl WarnedDuplicates {
 type Executed = (Option<Written>, Option<String>);
 
 /// Run one node; on success the node resolves to its new data for dependents.
-async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Auditor>>, duplicates: &WarnedDuplicates, verdicts: &Arc<SourceVerdicts>) -> Result<Executed, String> {
+async fn execute(
+    compiled: &Arc<Compiled>,
+    name: &str,
+    auditor: Option<Arc<Auditor>>,
+    duplicates: &WarnedDuplicates,
+    verdicts: &Arc<SourceVerdicts>,
+) -> Result<Executed, String> {
     let node = &compiled.nodes[name];
     let engine = &compiled.engine;
     let compiled_path = compiled.compiled_path(node).display().to_string();
     let plan = match node.materialized {
-        Materialization::Seed => seed_plan(&compiled.project, engine, node).await.map_err(|d| d.headline())?,
-        _ => engine
-            .plan_sql(&node.sql)
-            .await
-            .map_err(|e| sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled_path).headline())?,
+        Materialization::Seed => {
+            seed_plan(&compiled.project, engine, node).await.map_err(|d| d.headline())?
+        }
+        _ => engine.plan_sql(&node.sql).await.map_err(|e| {
+            sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled_path).headline()
+        })?,
     };
     if !node.materialized.is_stored() {
         let decls = compiled.project.tests_of(name);
@@ -680,17 +809,39 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
                 tables.push((key, TableKeys { table: relation_sql(&source), key: columns, keep }));
             }
         }
-        let count = ToCount { own: crate::audit::keys_to_count(name, decls), tables: tables.iter().map(|(_, t)| t.clone()).collect() };
-        let staged = stage_view(engine, &node.name, plan, &readers_of(compiled, name, &auditor), &auditor.scratch, &count)
-            .await
-            .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
-        tracing::debug!(view = name, seconds = start.elapsed().as_secs_f64(), held_bytes = auditor.scratch.held(), "staged");
+        let count = ToCount {
+            own: crate::audit::keys_to_count(name, decls),
+            tables: tables.iter().map(|(_, t)| t.clone()).collect(),
+        };
+        let staged = stage_view(
+            engine,
+            &node.name,
+            plan,
+            &readers_of(compiled, name, &auditor),
+            &auditor.scratch,
+            &count,
+        )
+        .await
+        .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
+        tracing::debug!(
+            view = name,
+            seconds = start.elapsed().as_secs_f64(),
+            held_bytes = auditor.scratch.held(),
+            "staged"
+        );
         let upstream = |named: &[String]| crate::audit::upstream_loads(compiled, name, named);
-        let mut outcomes = auditor.check_counted(engine, name, &quote_ident(name), decls, Some(&upstream), &staged.own).await;
+        let mut outcomes = auditor
+            .check_counted(engine, name, &quote_ident(name), decls, Some(&upstream), &staged.own)
+            .await;
         // The sources' checks counted here (queried where the plan did not
         // sort the source): one that cannot run blocks this reader.
         for (key, checks) in sources.into_iter().filter(|(key, _)| duplicates.claim(key).is_some()) {
-            let counted = tables.iter().zip(&staged.tables).filter(|((k, _), _)| *k == key).filter_map(|((_, t), c)| Some((t.key.clone(), c.clone()?))).collect();
+            let counted = tables
+                .iter()
+                .zip(&staged.tables)
+                .filter(|((k, _), _)| *k == key)
+                .filter_map(|((_, t), c)| Some((t.key.clone(), c.clone()?)))
+                .collect();
             let source = format!("{}.{}", key.0, key.1);
             let checked = auditor.check_source_counted(engine, &source, checks, &counted).await;
             outcomes.extend(checked.into_iter().filter(|o| o.blocks()));
@@ -710,7 +861,9 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         Some(_) => crate::audit::keys_to_count(name, compiled.project.tests_of(name)),
         None => Vec::new(),
     };
-    let mut plan = plan_write(engine, plan, &keys).await.map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
+    let mut plan = plan_write(engine, plan, &keys)
+        .await
+        .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
     let written_keys = std::mem::take(&mut plan.counted);
     let gate = auditor.map(|auditor| {
         Arc::new(ModelAudit {
@@ -725,7 +878,15 @@ async fn execute(compiled: &Arc<Compiled>, name: &str, auditor: Option<Arc<Audit
         })
     });
     let url = compiled.target.table_url(&node.name);
-    let written = write_table(engine, &url, &node.name, plan, SaveMode::Overwrite, gate.clone().map(|g| g as Arc<dyn Audit>)).await;
+    let written = write_table(
+        engine,
+        &url,
+        &node.name,
+        plan,
+        SaveMode::Overwrite,
+        gate.clone().map(|g| g as Arc<dyn Audit>),
+    )
+    .await;
     let outcomes = gate.map(|g| g.outcomes()).unwrap_or_default();
     let written = match written {
         Ok(w) => w,
@@ -752,7 +913,10 @@ fn failure_text(node: &Node, url: &url::Url, text: &str) -> String {
     {
         return format!("{}:{line}: {text}", node.path.display());
     }
-    if text.starts_with("Kernel error") || text.contains("_delta_log") || text.contains("Invalid JSON in log record") {
+    if text.starts_with("Kernel error")
+        || text.contains("_delta_log")
+        || text.contains("Invalid JSON in log record")
+    {
         return format!(
             "{}: the Delta log of the published table at {url} cannot be read: {text} (restore the damaged commit under {url}_delta_log/, or delete the table folder to rebuild it)",
             node.path.display()
@@ -772,7 +936,10 @@ async fn failing_source_file(compiled: &Compiled, node: &Node, message: &str) ->
     for key in &node.sources {
         let (url, schema) = compiled.sources.get(key)?;
         if let Some((file, why)) = compiled.engine.unreadable_file(url, schema).await {
-            return Some(format!("      source `{}.{}`: the file {file} cannot be read: {why}", key.0, key.1));
+            return Some(format!(
+                "      source `{}.{}`: the file {file} cannot be read: {why}",
+                key.0, key.1
+            ));
         }
     }
     None

@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use deltalake::protocol::SaveMode;
 
 use crate::assertions::Outcome;
-use crate::materialize::{write_table, Written};
+use crate::materialize::{Written, write_table};
 use crate::plan::Engine;
 use crate::profile::Target;
 
@@ -18,8 +20,14 @@ pub const SCORECARD: &str = "dq_scorecard";
 pub const HISTORY: &str = "dq_history";
 
 /// The scorecard rows of one run.
-pub fn batch(run_id: &str, run_started_at_us: i64, outcomes: &[Outcome]) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
-    let text = |f: &dyn Fn(&Outcome) -> String| Arc::new(StringArray::from_iter_values(outcomes.iter().map(f))) as ArrayRef;
+pub fn batch(
+    run_id: &str,
+    run_started_at_us: i64,
+    outcomes: &[Outcome],
+) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let text = |f: &dyn Fn(&Outcome) -> String| {
+        Arc::new(StringArray::from_iter_values(outcomes.iter().map(f))) as ArrayRef
+    };
     let n = outcomes.len();
     let schema = Schema::new(vec![
         Field::new("run_id", DataType::Utf8, false),
@@ -53,14 +61,22 @@ pub fn batch(run_id: &str, run_started_at_us: i64, outcomes: &[Outcome]) -> Resu
             Arc::new(Int64Array::from_iter_values(outcomes.iter().map(|o| count(o.rows_checked)))),
             Arc::new(Int64Array::from_iter_values(outcomes.iter().map(|o| count(o.failing_rows)))),
             // An empty relation's freshness lag is infinite: stored as null.
-            Arc::new(Float64Array::from_iter(outcomes.iter().map(|o| o.observed.is_finite().then_some(o.observed)))),
+            Arc::new(Float64Array::from_iter(
+                outcomes.iter().map(|o| o.observed.is_finite().then_some(o.observed)),
+            )),
             text(&|o| o.threshold.clone()),
         ],
     )
 }
 
 /// Replace `dq_scorecard` and append to `dq_history`.
-pub async fn publish(engine: &Engine, target: &Target, run_id: &str, run_started_at_us: i64, outcomes: &[Outcome]) -> Result<Written, String> {
+pub async fn publish(
+    engine: &Engine,
+    target: &Target,
+    run_id: &str,
+    run_started_at_us: i64,
+    outcomes: &[Outcome],
+) -> Result<Written, String> {
     let batch = batch(run_id, run_started_at_us, outcomes).map_err(|e| e.to_string())?;
     let mut written = Written::default();
     for (name, mode) in [(SCORECARD, SaveMode::Overwrite), (HISTORY, SaveMode::Append)] {

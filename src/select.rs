@@ -51,20 +51,33 @@ fn parse(token: &str) -> Result<Selector> {
         Some((m, _)) => {
             return Err(Error::Usage(format!(
                 "selector `{token}`: unknown method `{m}:`; use a name, tag:, path: or source:"
-            )))
+            )));
         }
     };
-    if body.is_empty() || matches!(&method, Method::Name(n) | Method::Tag(n) | Method::Path(n) | Method::Source(n) if n.is_empty()) {
+    if body.is_empty()
+        || matches!(&method, Method::Name(n) | Method::Tag(n) | Method::Path(n) | Method::Source(n) if n.is_empty())
+    {
         return Err(Error::Usage(format!("selector `{token}` is empty")));
     }
     Ok(Selector { ancestors, descendants, method })
 }
 
 /// Resolve `--select` (empty: everything) minus `--exclude`.
-pub fn resolve(dag: &Dag, nodes: &[NodeFacts<'_>], select: &[String], exclude: &[String]) -> Result<BTreeSet<String>> {
-    if let Some(flag) = [("--select", select), ("--exclude", exclude)].iter().find(|(_, v)| !v.is_empty() && tokens(v).is_empty()).map(|(f, _)| f) {
+pub fn resolve(
+    dag: &Dag,
+    nodes: &[NodeFacts<'_>],
+    select: &[String],
+    exclude: &[String],
+) -> Result<BTreeSet<String>> {
+    if let Some(flag) = [("--select", select), ("--exclude", exclude)]
+        .iter()
+        .find(|(_, v)| !v.is_empty() && tokens(v).is_empty())
+        .map(|(f, _)| f)
+    {
         // `-s ''` (an unset shell variable) would otherwise select everything.
-        return Err(Error::Usage(format!("{flag} was given an empty selector; name a model, tag:x, path:dir or source:s.t, or leave {flag} out")));
+        return Err(Error::Usage(format!(
+            "{flag} was given an empty selector; name a model, tag:x, path:dir or source:s.t, or leave {flag} out"
+        )));
     }
     let select = tokens(select);
     let mut chosen = if select.is_empty() {
@@ -82,13 +95,16 @@ fn union(dag: &Dag, nodes: &[NodeFacts<'_>], tokens: &[String]) -> Result<BTreeS
     let mut out = BTreeSet::new();
     for token in tokens {
         let sel = parse(token)?;
-        let base: BTreeSet<String> = nodes.iter().filter(|n| matches(&sel.method, n)).map(|n| n.name.to_string()).collect();
+        let base: BTreeSet<String> =
+            nodes.iter().filter(|n| matches(&sel.method, n)).map(|n| n.name.to_string()).collect();
         if base.is_empty()
             && let Method::Name(name) = &sel.method
             && !name.contains('*')
         {
             let hint = did_you_mean(name, nodes.iter().map(|n| n.name)).unwrap_or_default();
-            return Err(Error::Usage(format!("selector `{token}` matches no model or seed. {hint}").trim_end().to_string()));
+            return Err(Error::Usage(
+                format!("selector `{token}` matches no model or seed. {hint}").trim_end().to_string(),
+            ));
         }
         for name in &base {
             if sel.ancestors {
@@ -125,7 +141,11 @@ fn source_matches(pattern: &str, src: &str, table: &str) -> bool {
 /// `all` when `select` is empty, else those its `source:` selectors name;
 /// minus those `exclude`'s `source:` selectors name. (Graph operators on a
 /// `source:` selector add the nodes reading it, which [`resolve`] returns.)
-pub fn sources<'a>(all: impl IntoIterator<Item = &'a (String, String)>, select: &[String], exclude: &[String]) -> Result<BTreeSet<(String, String)>> {
+pub fn sources<'a>(
+    all: impl IntoIterator<Item = &'a (String, String)>,
+    select: &[String],
+    exclude: &[String],
+) -> Result<BTreeSet<(String, String)>> {
     let patterns = |v: &[String]| -> Result<Vec<String>> {
         let mut out = Vec::new();
         for token in tokens(v) {
@@ -136,7 +156,9 @@ pub fn sources<'a>(all: impl IntoIterator<Item = &'a (String, String)>, select: 
         Ok(out)
     };
     let (wanted, unwanted) = (patterns(select)?, patterns(exclude)?);
-    let named = |patterns: &[String], (src, table): &(String, String)| patterns.iter().any(|p| source_matches(p, src, table));
+    let named = |patterns: &[String], (src, table): &(String, String)| {
+        patterns.iter().any(|p| source_matches(p, src, table))
+    };
     Ok(all
         .into_iter()
         .filter(|key| (tokens(select).is_empty() || named(&wanted, key)) && !named(&unwanted, key))
@@ -184,9 +206,16 @@ mod tests {
 
     #[test]
     fn sources_named_by_a_selection() {
-        let all = [("crm".to_string(), "accounts".to_string()), ("crm".to_string(), "leads".to_string()), ("billing".to_string(), "subs".to_string())];
+        let all = [
+            ("crm".to_string(), "accounts".to_string()),
+            ("crm".to_string(), "leads".to_string()),
+            ("billing".to_string(), "subs".to_string()),
+        ];
         let names = |select: &[&str], exclude: &[&str]| -> Vec<String> {
-            let (select, exclude): (Vec<String>, Vec<String>) = (select.iter().map(|s| s.to_string()).collect(), exclude.iter().map(|s| s.to_string()).collect());
+            let (select, exclude): (Vec<String>, Vec<String>) = (
+                select.iter().map(|s| s.to_string()).collect(),
+                exclude.iter().map(|s| s.to_string()).collect(),
+            );
             sources(&all, &select, &exclude).unwrap().into_iter().map(|(s, t)| format!("{s}.{t}")).collect()
         };
         // No selection: every source; models named alone take in none.

@@ -13,14 +13,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Once};
 
-use deltalake::logstore::{default_logstore, logstore_factories, object_store_factories, LogStore, LogStoreFactory, ObjectStoreFactory, StorageConfig};
+use deltalake::logstore::{
+    LogStore, LogStoreFactory, ObjectStoreFactory, StorageConfig, default_logstore, logstore_factories,
+    object_store_factories,
+};
 use deltalake::{DeltaResult, DeltaTableError};
+use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::ObjectStore;
 use url::Url;
 
 /// Store options (credentials among them). Never printed: `Debug` shows keys only.
@@ -46,7 +49,8 @@ pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectSt
         "file" => Arc::new(LocalFileSystem::new()),
         "memory" => {
             // One store per process, so every table handle sees the same data.
-            static MEMORY: std::sync::OnceLock<Arc<object_store::memory::InMemory>> = std::sync::OnceLock::new();
+            static MEMORY: std::sync::OnceLock<Arc<object_store::memory::InMemory>> =
+                std::sync::OnceLock::new();
             MEMORY.get_or_init(|| Arc::new(object_store::memory::InMemory::new())).clone()
         }
         "s3" | "s3a" => {
@@ -73,7 +77,11 @@ pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectSt
             });
             Arc::new(b.build().map_err(|e| e.to_string())?)
         }
-        other => return Err(format!("`{other}://` is not a supported store; use file://, memory://, s3://, gs:// or az://")),
+        other => {
+            return Err(format!(
+                "`{other}://` is not a supported store; use file://, memory://, s3://, gs:// or az://"
+            ));
+        }
     };
     Ok(store)
 }
@@ -112,7 +120,13 @@ impl ObjectStoreFactory for Stores {
 }
 
 impl LogStoreFactory for Stores {
-    fn with_options(&self, prefixed: Arc<dyn ObjectStore>, root: Arc<dyn ObjectStore>, location: &Url, options: &StorageConfig) -> DeltaResult<Arc<dyn LogStore>> {
+    fn with_options(
+        &self,
+        prefixed: Arc<dyn ObjectStore>,
+        root: Arc<dyn ObjectStore>,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> DeltaResult<Arc<dyn LogStore>> {
         // Commits are conditional puts (create if absent), atomic on S3, GCS and Azure.
         Ok(default_logstore(prefixed, root, location, options))
     }
@@ -124,7 +138,10 @@ mod tests {
 
     #[test]
     fn options_never_print_their_values() {
-        let o = StorageOptions(BTreeMap::from([("aws_secret_access_key".to_string(), "s3cr3t-value".to_string())]));
+        let o = StorageOptions(BTreeMap::from([(
+            "aws_secret_access_key".to_string(),
+            "s3cr3t-value".to_string(),
+        )]));
         assert_eq!(format!("{o:?}"), r#"{"aws_secret_access_key"}"#);
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::{Notify, watch};
 
 /// A source, by (source name, table name).
 pub type SourceKey = (String, String);
@@ -151,7 +151,12 @@ mod tests {
             let _guard = verdicts.guard(&b);
             verdicts.give(&b, None);
         }
-        assert!(verdicts.failed(std::slice::from_ref(&a)).await.is_some_and(|(_, why)| why.contains("internal error")));
+        assert!(
+            verdicts
+                .failed(std::slice::from_ref(&a))
+                .await
+                .is_some_and(|(_, why)| why.contains("internal error"))
+        );
         assert_eq!(verdicts.failed(std::slice::from_ref(&b)).await, None);
     }
 }

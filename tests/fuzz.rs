@@ -131,11 +131,7 @@ struct Mutator {
 
 impl Mutator {
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.rng.next_u64() % n as u64) as usize
-        }
+        if n == 0 { 0 } else { (self.rng.next_u64() % n as u64) as usize }
     }
 
     /// 1-4 random edits of `input` (and sometimes a splice with `other`).
@@ -181,7 +177,8 @@ impl Mutator {
 
 fn corpus(patterns: &[(&str, &str)]) -> Vec<Vec<u8>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out: Vec<Vec<u8>> = patterns.iter().flat_map(|(dir, ext)| files_under(&root.join(dir), ext)).map(|(_, b)| b).collect();
+    let out: Vec<Vec<u8>> =
+        patterns.iter().flat_map(|(dir, ext)| files_under(&root.join(dir), ext)).map(|(_, b)| b).collect();
     assert!(!out.is_empty(), "an empty corpus for {patterns:?}");
     out
 }
@@ -195,22 +192,12 @@ struct Report {
 
 /// Run `exec` on mutated corpus inputs for the time budget.
 fn fuzz(target: &str, seeds: &[Vec<u8>], tokens: &[&str], mut exec: impl FnMut(&[u8]) -> bool) -> Report {
-    let seconds: u64 = std::env::var("TALLY_FUZZ_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let seconds: u64 = std::env::var("TALLY_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut m = Mutator {
-        rng: Rng::new(
-            std::env::var("TALLY_FUZZ_SEED")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0x7a11),
-        ),
+        rng: Rng::new(std::env::var("TALLY_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x7a11)),
     };
-    let crash_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/fuzz-crashes")
-        .join(target);
+    let crash_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes").join(target);
     let mut report = Report { executions: 0, accepted: 0, crashes: Vec::new() };
     // Each seed as it is first, then mutants of mutants (accepted ones kept more often: a cheap stand-in for coverage).
     let mut pool: Vec<Vec<u8>> = seeds.to_vec();
@@ -263,9 +250,11 @@ fn fuzz(target: &str, seeds: &[Vec<u8>], tokens: &[&str], mut exec: impl FnMut(&
 }
 
 const PROJECT: &str = "name: p\nvars:\n  x: 1\nmodels:\n  p:\n    +materialized: view\n";
-const SCHEMA: &str = "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: id\n        tests: [unique, not_null]\n";
+const SCHEMA: &str =
+    "version: 2\nmodels:\n  - name: m\n    columns:\n      - name: id\n        tests: [unique, not_null]\n";
 const MODEL: &str = "select 1 as id\n";
-const PROFILE: &str = "p:\n  target: local\n  outputs:\n    local:\n      type: datafusion\n      warehouse: warehouse\n";
+const PROFILE: &str =
+    "p:\n  target: local\n  outputs:\n    local:\n      type: datafusion\n      warehouse: warehouse\n";
 
 /// Write a project whose `file` is `text` (the others fixed) and load it, with its profile.
 fn load_with(dir: &Path, file: &str, text: &[u8]) -> bool {
@@ -294,7 +283,10 @@ const YAML_FILES: [&str; 3] = ["tally_project.yml", "models/schema.yml", "profil
 
 /// Which of [`YAML_FILES`] a file of this path is.
 fn yaml_kind(path: &str) -> u8 {
-    if path.ends_with("tally_project.yml") || path.ends_with("dbt_project.yml") || path.ends_with("fuzz/yaml/project.yml") {
+    if path.ends_with("tally_project.yml")
+        || path.ends_with("dbt_project.yml")
+        || path.ends_with("fuzz/yaml/project.yml")
+    {
         0
     } else if path.contains("profile") {
         2
@@ -367,7 +359,13 @@ fn model_project() -> tempfile::TempDir {
 }
 
 fn target_info() -> TargetInfo {
-    TargetInfo { name: "dev".into(), profile_name: "p".into(), engine: "datafusion".into(), threads: 2, warehouse: "w".into() }
+    TargetInfo {
+        name: "dev".into(),
+        profile_name: "p".into(),
+        engine: "datafusion".into(),
+        threads: 2,
+        warehouse: "w".into(),
+    }
 }
 
 #[test]
@@ -392,8 +390,10 @@ fn fuzz_macro_files() {
     let seeds = corpus(&[("macros", "sql"), ("tests_data/fuzz/jinja", "sql")]);
     let report = fuzz("macro_files", &seeds, JINJA_TOKENS, |input| {
         std::fs::write(dir.path().join("macros/f.sql"), input).unwrap();
-        tally::project::load(dir.path(), &BTreeMap::new())
-            .is_ok_and(|project| Renderer::new(&project, &info, "t").is_ok_and(|r| r.render(Path::new("models/m.sql"), "select {{ 1 }}", "m").is_ok()))
+        tally::project::load(dir.path(), &BTreeMap::new()).is_ok_and(|project| {
+            Renderer::new(&project, &info, "t")
+                .is_ok_and(|r| r.render(Path::new("models/m.sql"), "select {{ 1 }}", "m").is_ok())
+        })
     });
     assert!(report.crashes.is_empty(), "{:#?}", report.crashes);
 }

@@ -36,7 +36,12 @@ pub struct Evaluated {
 /// Evaluate `assertions` (in any order); results come back in the same order.
 /// Freshness is measured against `as_of_us` (microseconds since the epoch, UTC).
 /// Duplicates already `counted` (by key columns) are not queried again.
-pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64, counted: &Counted) -> Vec<Evaluated> {
+pub async fn evaluate(
+    engine: &Engine,
+    assertions: &[Assertion],
+    as_of_us: i64,
+    counted: &Counted,
+) -> Vec<Evaluated> {
     let mut by_relation: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in assertions.iter().enumerate() {
         by_relation.entry(a.relation_sql.as_str()).or_default().push(i);
@@ -46,9 +51,11 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64, 
     for (relation, idx) in by_relation {
         let by_key = completeness_by_key(assertions, &idx, counted);
         let paired: Vec<usize> = by_key.values().flatten().copied().collect();
-        let fused: Vec<usize> = idx.iter().copied().filter(|&i| fusable(&assertions[i]) && !paired.contains(&i)).collect();
+        let fused: Vec<usize> =
+            idx.iter().copied().filter(|&i| fusable(&assertions[i]) && !paired.contains(&i)).collect();
         let start = Instant::now();
-        match fused_counts(engine, relation, &fused.iter().map(|&i| &assertions[i]).collect::<Vec<_>>()).await {
+        match fused_counts(engine, relation, &fused.iter().map(|&i| &assertions[i]).collect::<Vec<_>>()).await
+        {
             Ok(c) => {
                 for (&i, v) in fused.iter().zip(c) {
                     counts[i] = Ok(v);
@@ -60,7 +67,12 @@ pub async fn evaluate(engine: &Engine, assertions: &[Assertion], as_of_us: i64, 
                 }
             }
         }
-        tracing::debug!(relation, checks = fused.len(), seconds = start.elapsed().as_secs_f64(), "fused checks");
+        tracing::debug!(
+            relation,
+            checks = fused.len(),
+            seconds = start.elapsed().as_secs_f64(),
+            "fused checks"
+        );
         // Freshness is measured below, once, against as_of.
         let own = |a: &Assertion| !fusable(a) && !matches!(a.kind, Kind::Freshness { .. });
         for &i in idx.iter().filter(|&&i| own(&assertions[i])) {
@@ -115,7 +127,9 @@ pub(super) fn freshness_sql(a: &Assertion) -> Option<String> {
 
 /// A freshness check's outcome from the row of its [`freshness_sql`].
 pub(super) fn judge_freshness(a: &Assertion, row: Result<Vec<i64>, String>, as_of_us: i64) -> Outcome {
-    let Kind::Freshness { warn_after_hours, error_after_hours, .. } = &a.kind else { return a.outcome(Err("not a freshness check".into())) };
+    let Kind::Freshness { warn_after_hours, error_after_hours, .. } = &a.kind else {
+        return a.outcome(Err("not a freshness check".into()));
+    };
     let row = match row {
         Ok(r) => r,
         Err(e) => return a.outcome(Err(e)),
@@ -148,14 +162,20 @@ fn lag_hours(newest: Option<i64>, as_of_us: i64) -> f64 {
 /// queried here (not already counted), both on every row: the duplicates
 /// scan reads every row of those columns and counts those with a null key
 /// part, so one scan answers both. Duplicates check -> its completeness checks.
-pub(crate) fn completeness_by_key(assertions: &[Assertion], idx: &[usize], counted: &Counted) -> BTreeMap<usize, Vec<usize>> {
+pub(crate) fn completeness_by_key(
+    assertions: &[Assertion],
+    idx: &[usize],
+    counted: &Counted,
+) -> BTreeMap<usize, Vec<usize>> {
     let set = |columns: &[String]| columns.iter().cloned().collect::<BTreeSet<_>>();
     let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for &j in idx.iter().filter(|&&j| assertions[j].filter.is_none()) {
         let Kind::Completeness { columns, .. } = &assertions[j].kind else { continue };
         let columns = set(columns);
         let scans_key = |i: &&usize| match &assertions[**i].kind {
-            Kind::Duplicates { columns: key, .. } => assertions[**i].filter.is_none() && !counted.contains_key(key) && set(key) == columns,
+            Kind::Duplicates { columns: key, .. } => {
+                assertions[**i].filter.is_none() && !counted.contains_key(key) && set(key) == columns
+            }
             _ => false,
         };
         if let Some(&i) = idx.iter().find(scans_key) {
@@ -167,8 +187,15 @@ pub(crate) fn completeness_by_key(assertions: &[Assertion], idx: &[usize], count
 
 fn fusable(a: &Assertion) -> bool {
     match &a.kind {
-        Kind::Completeness { .. } | Kind::AcceptedValues { .. } | Kind::RowCount { .. } | Kind::Expression { .. } => true,
-        Kind::Duplicates { .. } | Kind::Freshness { .. } | Kind::Relationships { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => false,
+        Kind::Completeness { .. }
+        | Kind::AcceptedValues { .. }
+        | Kind::RowCount { .. }
+        | Kind::Expression { .. } => true,
+        Kind::Duplicates { .. }
+        | Kind::Freshness { .. }
+        | Kind::Relationships { .. }
+        | Kind::Reconciliation { .. }
+        | Kind::Custom { .. } => false,
     }
 }
 
@@ -187,12 +214,17 @@ pub(super) fn reconciliation_sql(a: &Assertion) -> Option<String> {
         }
     };
     let left = side(measure, &a.relation_sql, &filter(a));
-    let right = side(to_measure, &relation_sql(to), &to_filter.as_ref().map_or("true".to_string(), |f| format!("({f})")));
+    let right = side(
+        to_measure,
+        &relation_sql(to),
+        &to_filter.as_ref().map_or("true".to_string(), |f| format!("({f})")),
+    );
     let diff = "a.m as measure, b.m as to_measure, abs(coalesce(a.m, 0) - coalesce(b.m, 0)) as difference";
     Some(if keys.is_empty() {
         format!("select {diff} from ({left}) a cross join ({right}) b")
     } else {
-        let pick = keys.iter().map(|k| format!("coalesce(a.{k}, b.{k}) as {k}")).collect::<Vec<_>>().join(", ");
+        let pick =
+            keys.iter().map(|k| format!("coalesce(a.{k}, b.{k}) as {k}")).collect::<Vec<_>>().join(", ");
         let on = keys.iter().map(|k| format!("a.{k} = b.{k}")).collect::<Vec<_>>().join(" and ");
         format!("select {pick}, {diff} from ({left}) a full join ({right}) b on {on}")
     })
@@ -207,7 +239,11 @@ fn any_null(columns: &[String]) -> String {
 }
 
 /// (rows checked, failing rows) of each assertion, from one aggregate query.
-async fn fused_counts(engine: &Engine, relation: &str, assertions: &[&Assertion]) -> Result<Vec<(u64, u64)>, String> {
+async fn fused_counts(
+    engine: &Engine,
+    relation: &str,
+    assertions: &[&Assertion],
+) -> Result<Vec<(u64, u64)>, String> {
     if assertions.is_empty() {
         return Ok(Vec::new());
     }
@@ -223,20 +259,31 @@ fn fused_sql(relation: &str, assertions: &[&Assertion]) -> String {
     let mut select = Vec::new();
     for (i, a) in assertions.iter().enumerate() {
         let f = filter(a);
-        let checked = if a.filter.is_none() { "count(*)".to_string() } else { format!("count(*) filter (where {f})") };
+        let checked =
+            if a.filter.is_none() { "count(*)".to_string() } else { format!("count(*) filter (where {f})") };
         let failing = match &a.kind {
-            Kind::Completeness { columns, .. } if a.filter.is_none() && columns.len() == 1 => format!("count(*) - count({})", quote_ident(&columns[0])),
-            Kind::Completeness { columns, .. } => format!("count(*) filter (where {f} and ({}))", any_null(columns)),
+            Kind::Completeness { columns, .. } if a.filter.is_none() && columns.len() == 1 => {
+                format!("count(*) - count({})", quote_ident(&columns[0]))
+            }
+            Kind::Completeness { columns, .. } => {
+                format!("count(*) filter (where {f} and ({}))", any_null(columns))
+            }
             Kind::AcceptedValues { column, values } => {
                 let c = quote_ident(column);
-                format!("count(*) filter (where {f} and {c} is not null and {c} not in ({}))", values.join(", "))
+                format!(
+                    "count(*) filter (where {f} and {c} is not null and {c} not in ({}))",
+                    values.join(", ")
+                )
             }
             Kind::Expression { expr } => format!("count(*) filter (where {f} and (({expr})) is false)"),
             // A row count fails as a whole; the rest are never fused (see
             // `fusable`), valid SQL all the same.
-            Kind::RowCount { .. } | Kind::Duplicates { .. } | Kind::Relationships { .. } | Kind::Freshness { .. } | Kind::Reconciliation { .. } | Kind::Custom { .. } => {
-                "0".to_string()
-            }
+            Kind::RowCount { .. }
+            | Kind::Duplicates { .. }
+            | Kind::Relationships { .. }
+            | Kind::Freshness { .. }
+            | Kind::Reconciliation { .. }
+            | Kind::Custom { .. } => "0".to_string(),
         };
         select.push(format!("cast({checked} as bigint) as c{i}, cast({failing} as bigint) as f{i}"));
     }
@@ -271,15 +318,27 @@ async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<
         }
         Kind::Reconciliation { tolerance, .. } => {
             let groups = reconciliation_sql(a).unwrap_or_default();
-            format!("select count(*) as c, count(*) filter (where difference > {tolerance}) as f from ({groups}) g")
+            format!(
+                "select count(*) as c, count(*) filter (where difference > {tolerance}) as f from ({groups}) g"
+            )
         }
         Kind::Custom { sql } => format!("select count(*) as c, count(*) as f from ({sql}) failing"),
         Kind::Freshness { .. } => return Ok(Found::default()),
         Kind::Duplicates { columns, .. } => match counted.get(columns).filter(|_| a.filter.is_none()) {
-            Some(c) => return Ok(Found { counts: (c.rows, c.duplicates), keys: first_rows(&c.keys, a.rows_kept()), null_keys: None }),
+            Some(c) => {
+                return Ok(Found {
+                    counts: (c.rows, c.duplicates),
+                    keys: first_rows(&c.keys, a.rows_kept()),
+                    null_keys: None,
+                });
+            }
             None => return duplicates(engine, a, columns).await,
         },
-        _ => return fused_counts(engine, relation, &[a]).await.map(|v| Found { counts: v[0], ..Found::default() }),
+        _ => {
+            return fused_counts(engine, relation, &[a])
+                .await
+                .map(|v| Found { counts: v[0], ..Found::default() });
+        }
     };
     let row = single_row(engine, &sql).await?;
     Ok(Found { counts: (row[0], row[1]), ..Found::default() })
@@ -305,7 +364,11 @@ async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Resul
             Ok::<_, String>(part)
         }));
     }
-    let parts = futures::future::try_join_all(parts).await.map_err(|e| e.to_string())?.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let parts = futures::future::try_join_all(parts)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
     let null_keys = a.filter.is_none().then(|| parts.iter().map(KeyHashes::null_keys).sum());
     let counts = KeyHashes::finish(parts, a.rows_kept()).map_err(|e| e.to_string())?;
     Ok(Found { counts: (counts.rows, counts.duplicates), keys: counts.keys, null_keys })
@@ -327,12 +390,15 @@ async fn single_row_signed(engine: &Engine, sql: &str) -> Result<Vec<i64>, Strin
 
 /// The first row of `batches`, all of them bigint columns (null is `i64::MIN`).
 pub(super) fn first_row(batches: &[RecordBatch]) -> Result<Vec<i64>, String> {
-    let batch = batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| "the check returned no row".to_string())?;
+    let batch =
+        batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| "the check returned no row".to_string())?;
     batch
         .columns()
         .iter()
         .map(|c| {
-            let ints = c.as_primitive_opt::<Int64Type>().ok_or_else(|| format!("unexpected type {}", c.data_type()))?;
+            let ints = c
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| format!("unexpected type {}", c.data_type()))?;
             Ok(if ints.is_null(0) { i64::MIN } else { ints.value(0) })
         })
         .collect()
@@ -366,7 +432,10 @@ mod tests {
     }
 
     fn duplicates_check(limit: Option<usize>) -> Assertion {
-        Assertion { limit, ..check(Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }, Some("v <> 'skip'")) }
+        Assertion {
+            limit,
+            ..check(Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }, Some("v <> 'skip'"))
+        }
     }
 
     #[tokio::test]
@@ -375,14 +444,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (i, rows) in ["(1, 'a'), (null, 'b')", "(3, null), (null, null), (5, 'e')"].iter().enumerate() {
             let path = dir.path().join(format!("part-{i}.parquet"));
-            let copy = format!("copy (select * from (values {rows}) as v(k, v)) to '{}' stored as parquet", path.display());
+            let copy = format!(
+                "copy (select * from (values {rows}) as v(k, v)) to '{}' stored as parquet",
+                path.display()
+            );
             engine.ctx.sql(&copy).await.unwrap().collect().await.unwrap();
         }
         engine.ctx.register_parquet("t", dir.path().to_str().unwrap(), Default::default()).await.unwrap();
         let completeness = |column: &str| Kind::Completeness { columns: vec![column.into()], min_ratio: 1.0 };
-        let checks = [check(completeness("k"), None), check(completeness("v"), Some("k is not null")), check(Kind::RowCount { min: None, max: None }, None)];
+        let checks = [
+            check(completeness("k"), None),
+            check(completeness("v"), Some("k is not null")),
+            check(Kind::RowCount { min: None, max: None }, None),
+        ];
         let results = evaluate(&engine, &checks, 0, &Counted::new()).await;
-        let counts: Vec<(u64, u64)> = results.iter().map(|r| (r.outcome.rows_checked, r.outcome.failing_rows)).collect();
+        let counts: Vec<(u64, u64)> =
+            results.iter().map(|r| (r.outcome.rows_checked, r.outcome.failing_rows)).collect();
         // k: 2 nulls of 5 rows; v where k is not null: (3, null) of 3 rows.
         assert_eq!(counts[..2], [(5, 2), (3, 1)]);
         assert_eq!(counts[2].0, 5);
@@ -398,16 +475,30 @@ mod tests {
         let engine = Engine::new(2);
         // 7 rows; a null key part in 3 of them (one with both parts null).
         let rows = "(1, 'a'), (1, 'a'), (2, null), (null, 'b'), (null, null), (3, 'c'), (4, 'd')";
-        engine.ctx.sql(&format!("create view t as select * from (values {rows}) as v(k, v)")).await.unwrap().collect().await.unwrap();
+        engine
+            .ctx
+            .sql(&format!("create view t as select * from (values {rows}) as v(k, v)"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         let key = || vec!["k".to_string(), "v".to_string()];
         let duplicates = check(Kind::Duplicates { columns: key(), max_ratio: 0.0 }, None);
-        let completeness = |columns: Vec<String>, filter| check(Kind::Completeness { columns, min_ratio: 1.0 }, filter);
+        let completeness =
+            |columns: Vec<String>, filter| check(Kind::Completeness { columns, min_ratio: 1.0 }, filter);
         // The same key in another order: paired. Filtered, or of another key: queried.
-        let checks = [duplicates, completeness(vec!["v".into(), "k".into()], None), completeness(key(), Some("k <> 3")), completeness(vec!["v".into()], None)];
+        let checks = [
+            duplicates,
+            completeness(vec!["v".into(), "k".into()], None),
+            completeness(key(), Some("k <> 3")),
+            completeness(vec!["v".into()], None),
+        ];
         let all: Vec<usize> = (0..checks.len()).collect();
         assert_eq!(completeness_by_key(&checks, &all, &Counted::new()), BTreeMap::from([(0, vec![1])]));
         let results = evaluate(&engine, &checks, 0, &Counted::new()).await;
-        let counts: Vec<(u64, u64)> = results.iter().map(|r| (r.outcome.rows_checked, r.outcome.failing_rows)).collect();
+        let counts: Vec<(u64, u64)> =
+            results.iter().map(|r| (r.outcome.rows_checked, r.outcome.failing_rows)).collect();
         // Duplicates: 4 rows with a full key, 1 beyond its first. The paired
         // completeness: 7 rows, 3 failing, as it counts alone (below). Where
         // k <> 3: 4 rows, 1 failing; v: 7 rows, 2 failing.
@@ -425,8 +516,12 @@ mod tests {
         // Keys 0..7 twice, key 100 three times (a fourth row is outside the
         // filter), key 200 once, and a null key (not checked): 16 + 3 + 1 =
         // 20 rows checked, 8 + 2 of them beyond their key's first.
-        let mut values: Vec<String> = (0..8).flat_map(|k| [format!("({k}, 'a')"), format!("({k}, 'b')")]).collect();
-        values.extend(["(100, 'a')", "(100, 'b')", "(100, 'c')", "(100, 'skip')", "(null, 'a')", "(200, 'a')"].map(String::from));
+        let mut values: Vec<String> =
+            (0..8).flat_map(|k| [format!("({k}, 'a')"), format!("({k}, 'b')")]).collect();
+        values.extend(
+            ["(100, 'a')", "(100, 'b')", "(100, 'c')", "(100, 'skip')", "(null, 'a')", "(200, 'a')"]
+                .map(String::from),
+        );
         let sql = format!("create view t as select * from (values {}) as v(k, v)", values.join(", "));
         engine.ctx.sql(&sql).await.unwrap().collect().await.unwrap();
 

@@ -9,13 +9,13 @@ use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
-use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::Accumulator;
-use datafusion::prelude::{ident, lit, Expr, SessionContext};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::prelude::{Expr, SessionContext, ident, lit};
 use url::Url;
 
 use super::key_runs::KEY_ROWS;
-use super::{evaluate::filter, Assertion, Kind, Outcome};
+use super::{Assertion, Kind, Outcome, evaluate::filter};
 use crate::plan::Engine;
 use crate::render::quote_ident;
 
@@ -33,7 +33,8 @@ pub fn failing_rows_sql(a: &Assertion) -> Option<String> {
     let cols = |c: &[String]| c.iter().map(|c| quote_ident(c)).collect::<Vec<_>>();
     Some(match &a.kind {
         Kind::Completeness { columns, .. } => {
-            let any_null = cols(columns).iter().map(|c| format!("{c} is null")).collect::<Vec<_>>().join(" or ");
+            let any_null =
+                cols(columns).iter().map(|c| format!("{c} is null")).collect::<Vec<_>>().join(" or ");
             format!("select * from {r} where {f} and ({any_null})")
         }
         Kind::Duplicates { columns, .. } => {
@@ -59,7 +60,10 @@ pub fn failing_rows_sql(a: &Assertion) -> Option<String> {
         }
         Kind::Expression { expr } => format!("select * from {r} where {f} and (({expr})) is false"),
         Kind::Custom { sql } => format!("select * from ({sql}) failing"),
-        Kind::Reconciliation { tolerance, .. } => format!("select * from ({}) g where difference > {tolerance}", super::evaluate::reconciliation_sql(a)?),
+        Kind::Reconciliation { tolerance, .. } => format!(
+            "select * from ({}) g where difference > {tolerance}",
+            super::evaluate::reconciliation_sql(a)?
+        ),
         Kind::RowCount { .. } | Kind::Freshness { .. } => return None,
     })
 }
@@ -69,7 +73,9 @@ pub fn failing_rows_sql(a: &Assertion) -> Option<String> {
 pub fn one_query_sql(a: &Assertion) -> String {
     let (r, f) = (&a.relation_sql, filter(a));
     match (&a.kind, failing_rows_sql(a)) {
-        (Kind::Freshness { column, .. }, _) => format!("select max({}) as newest from {r} where {f}", quote_ident(column)),
+        (Kind::Freshness { column, .. }, _) => {
+            format!("select max({}) as newest from {r} where {f}", quote_ident(column))
+        }
         (_, Some(rows)) => format!("select count(*) as failures from (\n{rows}\n) failing"),
         (_, None) => format!("select count(*) as row_count from {r} where {f}"),
     }
@@ -79,16 +85,39 @@ pub fn one_query_sql(a: &Assertion) -> String {
 /// columns (the relation's key, then the checked columns), and store up to
 /// `limit` (default [`DEFAULT_LIMIT`]) failing rows at `<dir>/<assertion>.parquet`.
 /// A duplicates check's rows are those with the `duplicated_keys` it found.
-pub async fn collect(engine: &Engine, a: &Assertion, key: &[String], o: &mut Outcome, dir: &Url, duplicated_keys: Vec<RecordBatch>) {
+pub async fn collect(
+    engine: &Engine,
+    a: &Assertion,
+    key: &[String],
+    o: &mut Outcome,
+    dir: &Url,
+    duplicated_keys: Vec<RecordBatch>,
+) {
     // One query for both: the failing rows are read once, up to the limit.
     let rows = match (&a.kind, failing_rows_sql(a)) {
         (Kind::Duplicates { columns, .. }, _) => rows_with_keys(engine, a, columns, duplicated_keys).await,
-        (_, Some(sql)) => async { engine.ctx.sql(&format!("select * from ({sql}) f limit {}", a.rows_kept())).await?.collect().await }.await,
+        (_, Some(sql)) => {
+            async {
+                engine
+                    .ctx
+                    .sql(&format!("select * from ({sql}) f limit {}", a.rows_kept()))
+                    .await?
+                    .collect()
+                    .await
+            }
+            .await
+        }
         (_, None) => return,
     };
     let batches = match rows {
         Ok(b) => b,
-        Err(e) => return tracing::warn!("cannot read the failing rows of {}: {}", a.name, crate::plan::clean_message(&e)),
+        Err(e) => {
+            return tracing::warn!(
+                "cannot read the failing rows of {}: {}",
+                a.name,
+                crate::plan::clean_message(&e)
+            );
+        }
     };
     o.sample = sample(&batches, key);
     let kept = first_rows(&batches, a.limit.unwrap_or(DEFAULT_LIMIT));
@@ -96,10 +125,20 @@ pub async fn collect(engine: &Engine, a: &Assertion, key: &[String], o: &mut Out
         return;
     }
     let url = format!("{dir}{}.parquet", a.name);
-    let written = async { engine.ctx.read_batches(kept)?.write_parquet(&url, DataFrameWriteOptions::new().with_single_file_output(true), None).await };
+    let written = async {
+        engine
+            .ctx
+            .read_batches(kept)?
+            .write_parquet(&url, DataFrameWriteOptions::new().with_single_file_output(true), None)
+            .await
+    };
     match written.await {
         Ok(_) => o.failing_rows_path = Some(url),
-        Err(e) => tracing::warn!("cannot store the failing rows of {} at {url}: {}", a.name, crate::plan::clean_message(&e)),
+        Err(e) => tracing::warn!(
+            "cannot store the failing rows of {} at {url}: {}",
+            a.name,
+            crate::plan::clean_message(&e)
+        ),
     }
 }
 
@@ -108,7 +147,12 @@ pub async fn collect(engine: &Engine, a: &Assertion, key: &[String], o: &mut Out
 /// [`failing_rows_sql`] would group the whole relation again. Only the first
 /// keys whose rows all fit are joined, so that every stored key shows all of
 /// its duplicates (not the first row of many keys).
-async fn rows_with_keys(engine: &Engine, a: &Assertion, columns: &[String], keys: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, DataFusionError> {
+async fn rows_with_keys(
+    engine: &Engine,
+    a: &Assertion,
+    columns: &[String],
+    keys: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, DataFusionError> {
     let keys = keys_whose_rows_fit(&keys, a.rows_kept());
     if keys.is_empty() {
         return Ok(Vec::new());
@@ -120,7 +164,9 @@ async fn rows_with_keys(engine: &Engine, a: &Assertion, columns: &[String], keys
     let ctx = SessionContext::new_with_state(state);
     let key_col = |i: usize| format!("__tally_key{i}");
     let range = within_range_of(&keys, columns);
-    let keys = ctx.read_batches(keys)?.select(columns.iter().enumerate().map(|(i, c)| ident(c).alias(key_col(i))).collect::<Vec<_>>())?;
+    let keys = ctx
+        .read_batches(keys)?
+        .select(columns.iter().enumerate().map(|(i, c)| ident(c).alias(key_col(i))).collect::<Vec<_>>())?;
     let on: Vec<Expr> = columns.iter().enumerate().map(|(i, c)| ident(c).eq(ident(key_col(i)))).collect();
     ctx.sql(&format!("select * from {} where {}", a.relation_sql, filter(a)))
         .await?
@@ -141,8 +187,11 @@ async fn rows_with_keys(engine: &Engine, a: &Assertion, columns: &[String], keys
 fn within_range_of(keys: &[RecordBatch], columns: &[String]) -> Expr {
     let bounds = |c: &String| -> Result<Option<Expr>, DataFusionError> {
         let values: Vec<&ArrayRef> = keys.iter().filter_map(|b| b.column_by_name(c)).collect();
-        let Some(data_type) = values.first().map(|v| v.data_type()).filter(|t| !t.is_floating()) else { return Ok(None) };
-        let (mut least, mut greatest) = (MinAccumulator::try_new(data_type)?, MaxAccumulator::try_new(data_type)?);
+        let Some(data_type) = values.first().map(|v| v.data_type()).filter(|t| !t.is_floating()) else {
+            return Ok(None);
+        };
+        let (mut least, mut greatest) =
+            (MinAccumulator::try_new(data_type)?, MaxAccumulator::try_new(data_type)?);
         for v in values {
             least.update_batch(std::slice::from_ref(v))?;
             greatest.update_batch(std::slice::from_ref(v))?;
@@ -158,7 +207,9 @@ fn keys_whose_rows_fit(keys: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
     let mut rows = 0;
     let mut fitting = 0;
     'batches: for b in keys {
-        let Some(counts) = b.column_by_name(KEY_ROWS).and_then(|c| c.as_primitive_opt::<Int64Type>()) else { return first_rows(keys, n) };
+        let Some(counts) = b.column_by_name(KEY_ROWS).and_then(|c| c.as_primitive_opt::<Int64Type>()) else {
+            return first_rows(keys, n);
+        };
         for c in counts.iter() {
             rows += usize::try_from(c.unwrap_or(1)).unwrap_or(1);
             if rows > n && fitting > 0 {
@@ -178,7 +229,8 @@ fn sample(batches: &[RecordBatch], key: &[String]) -> Vec<String> {
         let batch = if key.is_empty() {
             batch.clone()
         } else {
-            let indices: Vec<usize> = key.iter().filter_map(|k| batch.schema_ref().index_of(k).ok()).collect();
+            let indices: Vec<usize> =
+                key.iter().filter_map(|k| batch.schema_ref().index_of(k).ok()).collect();
             match batch.project(&indices) {
                 Ok(b) => b,
                 Err(_) => continue,
@@ -214,10 +266,18 @@ pub(super) fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> 
 /// Each row as `col=value, col=value`.
 fn rows_as_text(batch: &RecordBatch) -> Vec<String> {
     let options = FormatOptions::default().with_null("null");
-    let formatters: Vec<_> = batch.columns().iter().filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
+    let formatters: Vec<_> =
+        batch.columns().iter().filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
     let names: Vec<&str> = batch.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
     (0..batch.num_rows())
-        .map(|row| names.iter().zip(&formatters).map(|(n, f)| format!("{n}={}", f.value(row))).collect::<Vec<_>>().join(", "))
+        .map(|row| {
+            names
+                .iter()
+                .zip(&formatters)
+                .map(|(n, f)| format!("{n}={}", f.value(row)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .collect()
 }
 
@@ -231,13 +291,21 @@ mod tests {
     use super::*;
 
     fn batch(ids: &[i64], names: &[&str]) -> RecordBatch {
-        let schema = Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("name", DataType::Utf8, false)]);
-        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(names.to_vec()))]).unwrap()
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(names.to_vec()))],
+        )
+        .unwrap()
     }
 
     #[test]
     fn sample_shows_distinct_keys_across_batches() {
-        let batches = [batch(&[1, 1, 2], &["a", "b", "c"]), batch(&[3, 4, 5, 6, 7], &["d", "e", "f", "g", "h"])];
+        let batches =
+            [batch(&[1, 1, 2], &["a", "b", "c"]), batch(&[3, 4, 5, 6, 7], &["d", "e", "f", "g", "h"])];
         assert_eq!(sample(&batches, &["id".to_string()]), ["id=1", "id=2", "id=3", "id=4", "id=5"]);
         assert_eq!(sample(&batches[..1], &[]), ["id=1, name=a", "id=1, name=b", "id=2, name=c"]);
     }
@@ -245,8 +313,15 @@ mod tests {
     #[test]
     fn only_keys_whose_rows_all_fit_are_kept() {
         let keys = |ids: &[i64], counts: &[i64]| {
-            let schema = Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new(KEY_ROWS, DataType::Int64, false)]);
-            RecordBatch::try_new(Arc::new(schema), vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(Int64Array::from(counts.to_vec()))]).unwrap()
+            let schema = Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new(KEY_ROWS, DataType::Int64, false),
+            ]);
+            RecordBatch::try_new(
+                Arc::new(schema),
+                vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(Int64Array::from(counts.to_vec()))],
+            )
+            .unwrap()
         };
         let batches = [keys(&[1, 2], &[2, 3]), keys(&[3, 4], &[2, 9])];
         let kept = |n: usize| keys_whose_rows_fit(&batches, n).iter().map(|b| b.num_rows()).sum::<usize>();
@@ -265,13 +340,21 @@ mod tests {
                 Field::new("name", DataType::Utf8, false),
                 Field::new("amount", DataType::Float64, false),
             ]);
-            let columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(names.to_vec())), Arc::new(Float64Array::from(amounts.to_vec()))];
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(StringArray::from(names.to_vec())),
+                Arc::new(Float64Array::from(amounts.to_vec())),
+            ];
             RecordBatch::try_new(Arc::new(schema), columns).unwrap()
         };
         // The least and greatest of each column over both batches, not their first and last rows.
-        let batches = [keys(&[3, 1], &["m", "z"], &[1.0, f64::NAN]), keys(&[7, 2], &["b", "k"], &[0.0, -0.0])];
+        let batches =
+            [keys(&[3, 1], &["m", "z"], &[1.0, f64::NAN]), keys(&[7, 2], &["b", "k"], &[0.0, -0.0])];
         let columns = ["id", "name", "amount", "missing"].map(String::from);
-        assert_eq!(within_range_of(&batches, &columns).to_string(), "id BETWEEN Int64(1) AND Int64(7) AND name BETWEEN Utf8(\"b\") AND Utf8(\"z\")");
+        assert_eq!(
+            within_range_of(&batches, &columns).to_string(),
+            "id BETWEEN Int64(1) AND Int64(7) AND name BETWEEN Utf8(\"b\") AND Utf8(\"z\")"
+        );
         assert_eq!(within_range_of(&batches, &columns[2..]), lit(true));
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::physical_plan::{ExecutionPlan, collect};
 
 use super::evaluate::{first_row, freshness_sql, judge_freshness};
 use super::{Assertion, Kind, Severity, Status};
@@ -19,23 +19,35 @@ use crate::render::quote_ident;
 /// Whether the footers of `assertions`' relation (one relation) prove that
 /// none of them blocks: fails, errors, or warns under `warn_error`. False
 /// when they cannot tell, or when answering would read any data.
-pub async fn proven_unblocked(engine: &Engine, assertions: &[Assertion], as_of_us: i64, warn_error: bool) -> bool {
-    let blocking: Vec<&Assertion> = assertions.iter().filter(|a| warn_error || a.severity == Severity::Error).collect();
+pub async fn proven_unblocked(
+    engine: &Engine,
+    assertions: &[Assertion],
+    as_of_us: i64,
+    warn_error: bool,
+) -> bool {
+    let blocking: Vec<&Assertion> =
+        assertions.iter().filter(|a| warn_error || a.severity == Severity::Error).collect();
     let mut columns: BTreeSet<&str> = BTreeSet::new();
     for a in &blocking {
         match &a.kind {
-            Kind::Completeness { columns: c, .. } if a.filter.is_none() => columns.extend(c.iter().map(String::as_str)),
+            Kind::Completeness { columns: c, .. } if a.filter.is_none() => {
+                columns.extend(c.iter().map(String::as_str))
+            }
             Kind::Freshness { .. } if a.filter.is_none() => {}
             _ => return false,
         }
     }
     let Some(relation) = blocking.first().map(|a| a.relation_sql.as_str()) else { return true };
-    let counts: Vec<String> = columns.iter().map(|c| format!("cast(count({}) as bigint)", quote_ident(c))).collect();
+    let counts: Vec<String> =
+        columns.iter().map(|c| format!("cast(count({}) as bigint)", quote_ident(c))).collect();
     let sql = format!("select cast(count(*) as bigint), {} from {relation}", counts.join(", "));
-    let Some(row) = footer_row(engine, &sql).await.filter(|r| r.len() == columns.len() + 1) else { return false };
+    let Some(row) = footer_row(engine, &sql).await.filter(|r| r.len() == columns.len() + 1) else {
+        return false;
+    };
     let count = |i: usize| row[i].max(0) as u64;
     let rows = count(0);
-    let nulls = |c: &str| columns.iter().position(|k| *k == c).map_or(0, |i| rows.saturating_sub(count(i + 1)));
+    let nulls =
+        |c: &str| columns.iter().position(|k| *k == c).map_or(0, |i| rows.saturating_sub(count(i + 1)));
     for a in blocking {
         let status = match &a.kind {
             Kind::Completeness { columns, .. } => {
@@ -118,11 +130,17 @@ mod tests {
     async fn engine() -> (Engine, tempfile::TempDir) {
         let engine = Engine::new(2);
         let dir = tempfile::tempdir().unwrap();
-        let files = ["(1, 'a'), (null, 'b'), (3, null), (4, 'd'), (5, 'e')", "(6, 'f'), (7, null), (8, 'h'), (9, 'i'), (10, 'j')"];
+        let files = [
+            "(1, 'a'), (null, 'b'), (3, null), (4, 'd'), (5, 'e')",
+            "(6, 'f'), (7, null), (8, 'h'), (9, 'i'), (10, 'j')",
+        ];
         for (i, rows) in files.iter().enumerate() {
             let path = dir.path().join(format!("part-{i}.parquet"));
             let at = "to_timestamp_micros(1704067200000000 + k * 60000000) as at";
-            let copy = format!("copy (select k, v, {at} from (values {rows}) as v(k, v)) to '{}' stored as parquet", path.display());
+            let copy = format!(
+                "copy (select k, v, {at} from (values {rows}) as v(k, v)) to '{}' stored as parquet",
+                path.display()
+            );
             engine.ctx.sql(&copy).await.unwrap().collect().await.unwrap();
         }
         engine.ctx.register_parquet("t", dir.path().to_str().unwrap(), Default::default()).await.unwrap();
@@ -146,14 +164,23 @@ mod tests {
         // dbt's default `error_if: != 0` on a count: 2 to 3 failing fails either way.
         assert!(!proven(completeness(1.0), Severity::Error, false).await);
         // Checks the footers cannot answer prove nothing.
-        assert!(!proven(Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }, Severity::Error, false).await);
-        assert!(proven(Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }, Severity::Warn, false).await);
+        assert!(
+            !proven(Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }, Severity::Error, false)
+                .await
+        );
+        assert!(
+            proven(Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }, Severity::Warn, false)
+                .await
+        );
     }
 
     #[tokio::test]
     async fn a_count_threshold_is_judged_at_the_most_only_when_more_failing_is_worse() {
         let (engine, _dir) = engine().await;
-        let with = |error_if: &str| Assertion { error_if: Threshold::parse(error_if).unwrap(), ..check(completeness(1.0), Severity::Error) };
+        let with = |error_if: &str| Assertion {
+            error_if: Threshold::parse(error_if).unwrap(),
+            ..check(completeness(1.0), Severity::Error)
+        };
         assert!(proven_unblocked(&engine, &[with("> 3")], 0, false).await);
         assert!(!proven_unblocked(&engine, &[with("> 2")], 0, false).await);
         // `< 3` passes at 3 (the most) but not at 2 (the least): no proof.
@@ -165,16 +192,29 @@ mod tests {
         let (engine, _dir) = engine().await;
         let two_hours_later = 1_704_067_800_000_000 + 2 * 3_600_000_000; // 02:10
         let fresh = |error_after: f64| {
-            let kind = Kind::Freshness { column: "at".into(), upstream: vec![], warn_after_hours: None, error_after_hours: Some(error_after) };
+            let kind = Kind::Freshness {
+                column: "at".into(),
+                upstream: vec![],
+                warn_after_hours: None,
+                error_after_hours: Some(error_after),
+            };
             check(kind, Severity::Error)
         };
         assert!(proven_unblocked(&engine, &[fresh(3.0)], two_hours_later, false).await);
         assert!(!proven_unblocked(&engine, &[fresh(1.0)], two_hours_later, false).await);
         // Behind a filter, the footers answer nothing: no proof, and no scan for one.
-        engine.ctx.sql("create view w as select * from t where k > 1").await.unwrap().collect().await.unwrap();
+        engine
+            .ctx
+            .sql("create view w as select * from t where k > 1")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         let filtered = Assertion { relation_sql: "w".into(), ..check(completeness(0.5), Severity::Error) };
         assert!(!proven_unblocked(&engine, &[filtered], 0, false).await);
-        let plan = engine.ctx.sql("select count(*) from w").await.unwrap().create_physical_plan().await.unwrap();
+        let plan =
+            engine.ctx.sql("select count(*) from w").await.unwrap().create_physical_plan().await.unwrap();
         assert!(reads_data(plan.as_ref()));
     }
 }

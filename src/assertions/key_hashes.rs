@@ -18,8 +18,8 @@ use datafusion::arrow::compute::{and, concat_batches, filter_record_batch, is_no
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::hash_utils::{create_hashes, RandomState};
 use datafusion::common::HashSet;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
 
 use super::key_runs::{KeyCounts, KeyRuns};
 
@@ -71,7 +71,8 @@ impl KeyHashes {
         let start = self.hashes.len();
         self.hashes.resize(start + keys.num_rows(), 0);
         let hashes = &mut self.hashes[start..];
-        create_hashes(keys.columns(), &RandomState::with_seed(0), hashes).map_err(|e| ArrowError::ComputeError(e.to_string()))?;
+        create_hashes(keys.columns(), &RandomState::with_seed(0), hashes)
+            .map_err(|e| ArrowError::ComputeError(e.to_string()))?;
         if self.mask != u64::MAX {
             hashes.iter_mut().for_each(|h| *h &= self.mask);
         }
@@ -100,7 +101,8 @@ impl KeyHashes {
                 for batch in &part.keys {
                     let (own, rest) = hashes.split_at(batch.num_rows());
                     hashes = rest;
-                    let take: UInt32Array = (0u32..).zip(own).filter(|(_, h)| repeated.contains(**h)).map(|(i, _)| i).collect();
+                    let take: UInt32Array =
+                        (0u32..).zip(own).filter(|(_, h)| repeated.contains(**h)).map(|(i, _)| i).collect();
                     if !take.is_empty() {
                         candidates.push(take_record_batch(batch, &take)?);
                     }
@@ -163,8 +165,8 @@ mod tests {
     use datafusion::arrow::datatypes::{Int32Type, Int64Type};
     use std::collections::BTreeMap;
 
-    use super::super::key_runs::tests::batch;
     use super::super::key_runs::KEY_ROWS;
+    use super::super::key_runs::tests::batch;
 
     fn key() -> Vec<String> {
         vec!["id".into(), "day".into()]
@@ -228,13 +230,23 @@ mod tests {
         });
         let parts: Vec<Vec<RecordBatch>> = rows
             .chunks(45)
-            .map(|c| vec![batch(&c.iter().map(|r| Some(r.0)).collect::<Vec<_>>(), &c.iter().map(|r| Some(r.1)).collect::<Vec<_>>())])
+            .map(|c| {
+                vec![batch(
+                    &c.iter().map(|r| Some(r.0)).collect::<Vec<_>>(),
+                    &c.iter().map(|r| Some(r.1)).collect::<Vec<_>>(),
+                )]
+            })
             .collect();
         for mask in [u64::MAX, 0b11] {
             let counts = count(&parts, mask, 3);
             assert_eq!((counts.rows, counts.duplicates), (225, 25), "mask {mask:b}");
             // The first three duplicated keys in key order, with their counts.
-            let expected: Vec<(String, i32, i64)> = by_value.iter().filter(|(_, n)| **n > 1).take(3).map(|((id, day), n)| (id.to_string(), *day, *n)).collect();
+            let expected: Vec<(String, i32, i64)> = by_value
+                .iter()
+                .filter(|(_, n)| **n > 1)
+                .take(3)
+                .map(|((id, day), n)| (id.to_string(), *day, *n))
+                .collect();
             assert_eq!(kept(&counts), expected, "mask {mask:b}");
         }
     }

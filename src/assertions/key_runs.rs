@@ -118,7 +118,12 @@ impl KeyRuns {
         if !self.kept.is_empty() {
             let mut arrays = self.converter.convert_rows(self.kept.iter().map(|(k, _)| k.row()))?;
             arrays.push(Arc::new(self.kept.iter().map(|&(_, n)| n as i64).collect::<Int64Array>()));
-            let mut fields: Vec<Field> = self.columns.iter().zip(&arrays).map(|(c, a)| Field::new(c, a.data_type().clone(), true)).collect();
+            let mut fields: Vec<Field> = self
+                .columns
+                .iter()
+                .zip(&arrays)
+                .map(|(c, a)| Field::new(c, a.data_type().clone(), true))
+                .collect();
             fields.push(Field::new(KEY_ROWS, DataType::Int64, false));
             self.counts.keys = vec![RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?];
         }
@@ -146,7 +151,10 @@ pub(super) mod tests {
             batch(&[Some("a"), Some("a"), Some("b")], &[Some(1), Some(2), Some(1)]),
             batch(&[Some("b")], &[Some(1)]),
             batch(&[], &[]),
-            batch(&[Some("b"), Some("c"), Some("c"), Some("c"), None, None], &[Some(1), Some(5), Some(5), None, Some(1), Some(1)]),
+            batch(
+                &[Some("b"), Some("c"), Some("c"), Some("c"), None, None],
+                &[Some(1), Some(5), Some(5), None, Some(1), Some(1)],
+            ),
         ];
         let mut runs = KeyRuns::new(&batches[0].schema(), &["id".into(), "day".into()], 10).unwrap();
         for b in &batches {
@@ -157,7 +165,8 @@ pub(super) mod tests {
         assert_eq!((counts.rows, counts.duplicates), (7, 3));
         let keys = &counts.keys[0];
         let ids: Vec<_> = keys.column(0).as_string::<i32>().iter().flatten().collect();
-        let days: Vec<_> = keys.column(1).as_primitive::<datafusion::arrow::datatypes::Int32Type>().values().to_vec();
+        let days: Vec<_> =
+            keys.column(1).as_primitive::<datafusion::arrow::datatypes::Int32Type>().values().to_vec();
         let n = keys.column_by_name(KEY_ROWS).unwrap().as_primitive::<Int64Type>().values().to_vec();
         assert_eq!((ids, days, n), (vec!["b", "c"], vec![1, 5], vec![3, 2]));
     }

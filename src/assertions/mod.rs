@@ -25,12 +25,12 @@ mod key_runs;
 mod parse;
 mod validate;
 
-pub use evaluate::{evaluate, relation_sql, Evaluated};
-pub use footers::proven_unblocked;
 pub(crate) use evaluate::completeness_by_key;
+pub use evaluate::{Evaluated, evaluate, relation_sql};
+pub use footers::proven_unblocked;
 pub use key_runs::{Counted, KeyCounts, KeyRuns};
-pub use parse::{parse, KNOWN_TESTS};
-pub use validate::{validate, Lookup};
+pub use parse::{KNOWN_TESTS, parse};
+pub use validate::{Lookup, validate};
 
 use serde::Serialize;
 
@@ -44,24 +44,56 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     /// Share of rows with every column non-null must be >= `min_ratio`.
-    Completeness { columns: Vec<String>, min_ratio: f64 },
+    Completeness {
+        columns: Vec<String>,
+        min_ratio: f64,
+    },
     /// (non-null keys - distinct non-null keys) / non-null keys must be <= `max_ratio`.
-    Duplicates { columns: Vec<String>, max_ratio: f64 },
-    AcceptedValues { column: String, values: Vec<String> },
-    Relationships { column: String, to: String, field: String },
-    RowCount { min: Option<u64>, max: Option<u64> },
-    Expression { expr: String },
+    Duplicates {
+        columns: Vec<String>,
+        max_ratio: f64,
+    },
+    AcceptedValues {
+        column: String,
+        values: Vec<String>,
+    },
+    Relationships {
+        column: String,
+        to: String,
+        field: String,
+    },
+    RowCount {
+        min: Option<u64>,
+        max: Option<u64>,
+    },
+    Expression {
+        expr: String,
+    },
     /// Hours from max(`column`) to the as_of instant, against dbt-style bounds.
     /// An empty `column` on a model means its upstream sources' loads: those
     /// named in `upstream` (`source.table`), else every upstream source with a
     /// freshness check of its own.
-    Freshness { column: String, upstream: Vec<String>, warn_after_hours: Option<f64>, error_after_hours: Option<f64> },
+    Freshness {
+        column: String,
+        upstream: Vec<String>,
+        warn_after_hours: Option<f64>,
+        error_after_hours: Option<f64>,
+    },
     /// An aggregate `measure` of this relation against `to_measure` of `to`,
     /// per group of `by` columns (or overall): groups differing by more than
     /// `tolerance` fail.
-    Reconciliation { measure: String, to: String, to_measure: String, to_filter: Option<String>, by: Vec<String>, tolerance: f64 },
+    Reconciliation {
+        measure: String,
+        to: String,
+        to_measure: String,
+        to_filter: Option<String>,
+        by: Vec<String>,
+        tolerance: f64,
+    },
     /// A query returning failing rows (a singular test).
-    Custom { sql: String },
+    Custom {
+        sql: String,
+    },
 }
 
 impl Kind {
@@ -91,7 +123,9 @@ impl Kind {
         match self {
             Kind::Completeness { columns, .. } | Kind::Duplicates { columns, .. } => columns.clone(),
             Kind::Freshness { column, .. } if column.is_empty() => Vec::new(),
-            Kind::AcceptedValues { column, .. } | Kind::Relationships { column, .. } | Kind::Freshness { column, .. } => vec![column.clone()],
+            Kind::AcceptedValues { column, .. }
+            | Kind::Relationships { column, .. }
+            | Kind::Freshness { column, .. } => vec![column.clone()],
             Kind::Reconciliation { by, .. } => by.clone(),
             Kind::RowCount { .. } | Kind::Expression { .. } | Kind::Custom { .. } => Vec::new(),
         }
@@ -142,9 +176,17 @@ impl Threshold {
 
     pub fn parse(s: &str) -> Option<Threshold> {
         let s = s.trim();
-        let (op, rest) = [("!=", Op::Ne), (">=", Op::Ge), ("<=", Op::Le), (">", Op::Gt), ("<", Op::Lt), ("==", Op::Eq), ("=", Op::Eq)]
-            .into_iter()
-            .find_map(|(p, op)| s.strip_prefix(p).map(|r| (op, r)))?;
+        let (op, rest) = [
+            ("!=", Op::Ne),
+            (">=", Op::Ge),
+            ("<=", Op::Le),
+            (">", Op::Gt),
+            ("<", Op::Lt),
+            ("==", Op::Eq),
+            ("=", Op::Eq),
+        ]
+        .into_iter()
+        .find_map(|(p, op)| s.strip_prefix(p).map(|r| (op, r)))?;
         Some(Threshold { op, value: rest.trim().parse().ok()? })
     }
 
@@ -237,7 +279,10 @@ impl Outcome {
             "reconciliation" => format!("{} of {} groups differ", self.failing_rows, self.rows_checked),
             "custom" => format!("{} failing rows", self.failing_rows),
             "completeness" | "duplicates" if !self.threshold.starts_with("failing") => {
-                format!("{} of {} rows, ratio {:.4} (expected {})", self.failing_rows, self.rows_checked, self.observed, self.threshold)
+                format!(
+                    "{} of {} rows, ratio {:.4} (expected {})",
+                    self.failing_rows, self.rows_checked, self.observed, self.threshold
+                )
             }
             _ => format!("{} of {} rows", self.failing_rows, self.rows_checked),
         }
@@ -295,13 +340,21 @@ impl Assertion {
         let share = if rows_checked == 0 { 0.0 } else { failing as f64 / rows_checked as f64 };
         let on_ratio = |failed: bool| if failed { self.failed_status() } else { Status::Pass };
         match &self.kind {
-            Kind::Completeness { min_ratio, .. } if *min_ratio < 1.0 => (on_ratio(1.0 - share < *min_ratio), 1.0 - share, format!(">= {min_ratio}")),
+            Kind::Completeness { min_ratio, .. } if *min_ratio < 1.0 => {
+                (on_ratio(1.0 - share < *min_ratio), 1.0 - share, format!(">= {min_ratio}"))
+            }
             Kind::Completeness { .. } => (self.on_count(failing), 1.0 - share, self.count_threshold()),
-            Kind::Duplicates { max_ratio, .. } if *max_ratio > 0.0 => (on_ratio(share > *max_ratio), share, format!("<= {max_ratio}")),
+            Kind::Duplicates { max_ratio, .. } if *max_ratio > 0.0 => {
+                (on_ratio(share > *max_ratio), share, format!("<= {max_ratio}"))
+            }
             Kind::Duplicates { .. } => (self.on_count(failing), share, self.count_threshold()),
             Kind::RowCount { min, max } => {
                 let out = min.is_some_and(|m| rows_checked < m) || max.is_some_and(|m| rows_checked > m);
-                let t = format!("{}..{}", min.map(|m| m.to_string()).unwrap_or_default(), max.map(|m| m.to_string()).unwrap_or_default());
+                let t = format!(
+                    "{}..{}",
+                    min.map(|m| m.to_string()).unwrap_or_default(),
+                    max.map(|m| m.to_string()).unwrap_or_default()
+                );
                 (on_ratio(out), rows_checked as f64, t)
             }
             _ => (self.on_count(failing), failing as f64, self.count_threshold()),
@@ -319,7 +372,9 @@ impl Assertion {
     fn on_count(&self, failing: u64) -> Status {
         match (self.severity, self.error_if.hit(failing), self.warn_if.hit(failing)) {
             (Severity::Error, true, _) => Status::Fail,
-            (Severity::Error, false, true) | (Severity::Warn, _, true) | (Severity::Warn, true, _) => Status::Warn,
+            (Severity::Error, false, true) | (Severity::Warn, _, true) | (Severity::Warn, true, _) => {
+                Status::Warn
+            }
             _ => Status::Pass,
         }
     }

@@ -27,95 +27,63 @@ pub const KNOWN_TESTS: &[&str] = &[
 
 pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Assertion, Diagnostic> {
     let err = |msg: String| Diagnostic::error(msg).at(&decl.file, decl.line, 0);
-    let (test, args): (String, Mapping) = match &decl.spec {
-        Value::String(name) => (name.clone(), Mapping::new()),
-        Value::Mapping(m) if m.len() == 1 => {
-            let (k, v) = m.iter().next().ok_or_else(|| err("empty test entry".into()))?;
-            let name = k.as_str().ok_or_else(|| err("a test name must be a string".into()))?.to_string();
-            (name, v.as_mapping().cloned().unwrap_or_default())
-        }
-        _ => return Err(err("a test is a name (`- unique`) or a one-key mapping (`- accepted_values: {values: [...]}`)".into())),
-    };
+    let (test, args): (String, Mapping) =
+        match &decl.spec {
+            Value::String(name) => (name.clone(), Mapping::new()),
+            Value::Mapping(m) if m.len() == 1 => {
+                let (k, v) = m.iter().next().ok_or_else(|| err("empty test entry".into()))?;
+                let name = k.as_str().ok_or_else(|| err("a test name must be a string".into()))?.to_string();
+                (name, v.as_mapping().cloned().unwrap_or_default())
+            }
+            _ => return Err(err(
+                "a test is a name (`- unique`) or a one-key mapping (`- accepted_values: {values: [...]}`)"
+                    .into(),
+            )),
+        };
     let inner = |key: &str| -> Option<&Value> {
-        args.get(key)
-            .or_else(|| args.get("arguments").and_then(|a| a.get(key)))
+        args.get(key).or_else(|| args.get("arguments").and_then(|a| a.get(key)))
     };
     let config = |key: &str| -> Option<&Value> {
-        args.get("config")
-            .and_then(|c| c.get(key))
-            .or_else(|| args.get(key))
+        args.get("config").and_then(|c| c.get(key)).or_else(|| args.get(key))
     };
-    let column = || {
-        decl.column.clone().or_else(|| {
-            inner("column_name")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        })
-    };
+    let column =
+        || decl.column.clone().or_else(|| inner("column_name").and_then(|v| v.as_str()).map(str::to_string));
     let need_column = || {
-        column().ok_or_else(|| {
-            err(format!(
-                "`{test}` needs a column: declare it under a column's `tests:`"
-            ))
-        })
+        column().ok_or_else(|| err(format!("`{test}` needs a column: declare it under a column's `tests:`")))
     };
     let columns_arg = |key: &str| -> Option<Vec<String>> {
-        inner(key).and_then(|v| v.as_sequence()).map(|s| {
-            s.iter()
-                .filter_map(|c| c.as_str().map(str::to_string))
-                .collect()
-        })
+        inner(key)
+            .and_then(|v| v.as_sequence())
+            .map(|s| s.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
     };
     let float = |key: &str| inner(key).and_then(|v| v.as_f64());
     // A ratio given as anything but a number in [0, 1] is a mistake, not a default.
     for key in ["min_ratio", "max_ratio", "tolerance"] {
         if let Some(v) = inner(key)
-            && !v
-                .as_f64()
-                .is_some_and(|f| f >= 0.0 && (key == "tolerance" || f <= 1.0))
+            && !v.as_f64().is_some_and(|f| f >= 0.0 && (key == "tolerance" || f <= 1.0))
         {
             return Err(err(format!(
                 "`{key}: {}` must be a number{}",
                 yaml_text(v),
-                if key == "tolerance" {
-                    " of at least 0"
-                } else {
-                    " from 0 to 1"
-                }
+                if key == "tolerance" { " of at least 0" } else { " from 0 to 1" }
             )));
         }
     }
-    let filter = config("where")
-        .or_else(|| inner("filter"))
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
+    let filter = config("where").or_else(|| inner("filter")).and_then(|v| v.as_str()).map(str::to_string);
 
     let short = test.rsplit('.').next().unwrap_or(&test).to_string();
     let kind = match short.as_str() {
-        "not_null" => Kind::Completeness {
-            columns: vec![need_column()?],
-            min_ratio: 1.0,
-        },
+        "not_null" => Kind::Completeness { columns: vec![need_column()?], min_ratio: 1.0 },
         "completeness" => {
-            let columns =
-                columns_arg("columns").map_or_else(|| need_column().map(|c| vec![c]), Ok)?;
-            Kind::Completeness {
-                columns,
-                min_ratio: float("min_ratio").unwrap_or(1.0),
-            }
+            let columns = columns_arg("columns").map_or_else(|| need_column().map(|c| vec![c]), Ok)?;
+            Kind::Completeness { columns, min_ratio: float("min_ratio").unwrap_or(1.0) }
         }
-        "unique" => Kind::Duplicates {
-            columns: vec![need_column()?],
-            max_ratio: 0.0,
-        },
+        "unique" => Kind::Duplicates { columns: vec![need_column()?], max_ratio: 0.0 },
         "duplicates" | "unique_combination_of_columns" => {
             let columns = columns_arg("columns")
                 .or_else(|| columns_arg("combination_of_columns"))
                 .map_or_else(|| need_column().map(|c| vec![c]), Ok)?;
-            Kind::Duplicates {
-                columns,
-                max_ratio: float("max_ratio").unwrap_or(0.0),
-            }
+            Kind::Duplicates { columns, max_ratio: float("max_ratio").unwrap_or(0.0) }
         }
         "accepted_values" => {
             let values = inner("values")
@@ -124,13 +92,10 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
                 .iter()
                 .map(sql_literal)
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    err("`accepted_values`: values must be strings, numbers or booleans".into())
-                })?;
-            Kind::AcceptedValues {
-                column: need_column()?,
-                values,
-            }
+                .ok_or_else(
+                    || err("`accepted_values`: values must be strings, numbers or booleans".into()),
+                )?;
+            Kind::AcceptedValues { column: need_column()?, values }
         }
         "relationships" => {
             let to = inner("to")
@@ -141,11 +106,8 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
                 .ok_or_else(|| err("`relationships` needs `field:`".into()))?;
             Kind::Relationships {
                 column: need_column()?,
-                to: relation_of(to).ok_or_else(|| {
-                    err(format!(
-                        "`to: {to}`: use ref('model') or source('name', 'table')"
-                    ))
-                })?,
+                to: relation_of(to)
+                    .ok_or_else(|| err(format!("`to: {to}`: use ref('model') or source('name', 'table')")))?,
                 field: field.to_string(),
             }
         }
@@ -153,10 +115,7 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
             let bound = |key: &str| match inner(key) {
                 None => Ok(None),
                 Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                    err(format!(
-                        "`row_count.{key}` must be a whole number of rows, not `{}`",
-                        yaml_text(v)
-                    ))
+                    err(format!("`row_count.{key}` must be a whole number of rows, not `{}`", yaml_text(v)))
                 }),
             };
             let (min, max) = (bound("min")?, bound("max")?);
@@ -218,17 +177,12 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
         }
         "reconciliation" => {
             let text = |key: &str| inner(key).and_then(|v| v.as_str()).map(str::to_string);
-            let need = |key: &str| {
-                text(key).ok_or_else(|| err(format!("`reconciliation` needs `{key}:`")))
-            };
+            let need = |key: &str| text(key).ok_or_else(|| err(format!("`reconciliation` needs `{key}:`")));
             let to = need("to")?;
             Kind::Reconciliation {
                 measure: need("measure")?,
-                to: relation_of(&to).ok_or_else(|| {
-                    err(format!(
-                        "`to: {to}`: use ref('model') or source('name', 'table')"
-                    ))
-                })?,
+                to: relation_of(&to)
+                    .ok_or_else(|| err(format!("`to: {to}`: use ref('model') or source('name', 'table')")))?,
                 to_measure: text("to_measure").map_or_else(|| need("measure"), Ok)?,
                 to_filter: text("to_where"),
                 by: columns_arg("by").unwrap_or_default(),
@@ -241,11 +195,7 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
             return Err(err(format!("unknown test `{test}`")).with_help(help));
         }
     };
-    let severity = match config("severity")
-        .and_then(|v| v.as_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    let severity = match config("severity").and_then(|v| v.as_str()).map(str::to_ascii_lowercase).as_deref() {
         None | Some("error") => Severity::Error,
         Some("warn") => Severity::Warn,
         Some(other) => return Err(err(format!("severity `{other}`: use warn or error"))),
@@ -253,11 +203,8 @@ pub fn parse(relation: &str, relation_sql: &str, decl: &TestDecl) -> Result<Asse
     let threshold = |key: &str| -> Result<Threshold, Diagnostic> {
         match config(key).and_then(|v| v.as_str()) {
             None => Ok(Threshold::NONZERO),
-            Some(t) => Threshold::parse(t).ok_or_else(|| {
-                err(format!(
-                    "{key}: `{t}` is not a comparison like \"!=0\" or \">10\""
-                ))
-            }),
+            Some(t) => Threshold::parse(t)
+                .ok_or_else(|| err(format!("{key}: `{t}` is not a comparison like \"!=0\" or \">10\""))),
         }
     };
     let cols = kind.columns().join("_");
@@ -296,10 +243,7 @@ fn sql_literal(v: &Value) -> Option<String> {
 fn relation_of(text: &str) -> Option<String> {
     let t = text.trim();
     let args = |inner: &str| -> Vec<String> {
-        inner
-            .split(',')
-            .map(|a| a.trim().trim_matches(['\'', '"']).to_string())
-            .collect()
+        inner.split(',').map(|a| a.trim().trim_matches(['\'', '"']).to_string()).collect()
     };
     if let Some(inner) = t.strip_prefix("ref(").and_then(|r| r.strip_suffix(')')) {
         return args(inner).last().cloned();
@@ -313,7 +257,5 @@ fn relation_of(text: &str) -> Option<String> {
 
 /// A YAML value as the user wrote it, roughly (for messages).
 fn yaml_text(v: &Value) -> String {
-    serde_yaml_ng::to_string(v)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    serde_yaml_ng::to_string(v).map(|s| s.trim().to_string()).unwrap_or_default()
 }

@@ -31,21 +31,19 @@ pub async fn validate(
         for c in a.kind.columns() {
             if let Some(d) = missing_column(schema, &c, &a.relation) {
                 out.push(
-                    at(format!(
-                        "`{test}` checks column `{c}`, which `{}` does not have",
-                        a.relation
-                    ))
-                    .with_help(d),
+                    at(format!("`{test}` checks column `{c}`, which `{}` does not have", a.relation))
+                        .with_help(d),
                 );
             }
         }
     }
     if let Some(to) = a.kind.other_relation() {
         match other(to) {
-            None => out.push(
-                at(format!("`{test}` names `{to}`, which is no model, seed or source"))
-                    .with_help("use to: ref('model') or to: source('name', 'table') with a name the project defines"),
-            ),
+            None => {
+                out.push(at(format!("`{test}` names `{to}`, which is no model, seed or source")).with_help(
+                    "use to: ref('model') or to: source('name', 'table') with a name the project defines",
+                ))
+            }
             Some(Some(to_schema)) => {
                 let wanted: Vec<String> = match &a.kind {
                     Kind::Relationships { field, .. } => vec![field.clone()],
@@ -54,7 +52,10 @@ pub async fn validate(
                 };
                 for c in wanted {
                     if let Some(d) = missing_column(&to_schema, &c, to) {
-                        out.push(at(format!("`{test}` reads column `{c}` of `{to}`, which it does not have")).with_help(d));
+                        out.push(
+                            at(format!("`{test}` reads column `{c}` of `{to}`, which it does not have"))
+                                .with_help(d),
+                        );
                     }
                 }
             }
@@ -68,10 +69,7 @@ pub async fn validate(
             Kind::Expression { expr } => vec![("expression", expr.as_str())],
             _ => Vec::new(),
         };
-        for (what, cond) in conditions
-            .into_iter()
-            .chain(a.filter.as_deref().map(|f| ("where", f)))
-        {
+        for (what, cond) in conditions.into_iter().chain(a.filter.as_deref().map(|f| ("where", f))) {
             let sql = format!("SELECT 1 FROM {} WHERE ({cond})", a.relation_sql);
             if let Err(e) = crate::plan::plan_sql_in(state, &sql).await {
                 out.push(

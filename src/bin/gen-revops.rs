@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use clap::Parser;
-use tally::generate::{generate, write, GenConfig};
+use tally::generate::{GenConfig, generate, write};
 
 #[derive(Parser)]
 #[command(about = "Generate the raw revenue tables (SPEC §1) as Parquet")]
@@ -64,10 +64,20 @@ fn main() -> ExitCode {
     if let Some(s) = &a.stalled_source
         && !tally::generate::TABLES.contains(&s.as_str())
     {
-        eprintln!("error: --stalled-source {s}: not a table; use one of {}", tally::generate::TABLES.join(", "));
+        eprintln!(
+            "error: --stalled-source {s}: not a table; use one of {}",
+            tally::generate::TABLES.join(", ")
+        );
         return ExitCode::from(2);
     }
-    let mut cfg = GenConfig { scale: a.scale, seed: a.seed, start: a.start, as_of: a.as_of, stall_hours: a.stall_hours, ..GenConfig::default() };
+    let mut cfg = GenConfig {
+        scale: a.scale,
+        seed: a.seed,
+        start: a.start,
+        as_of: a.as_of,
+        stall_hours: a.stall_hours,
+        ..GenConfig::default()
+    };
     if a.no_defects {
         cfg = cfg.without_defects();
     }

@@ -7,8 +7,8 @@
 //! (time travel ends there).
 
 use futures::TryStreamExt;
-use object_store::path::Path as StorePath;
 use object_store::ObjectStoreExt;
+use object_store::path::Path as StorePath;
 
 use super::compile_project;
 use crate::cli::Global;
@@ -23,12 +23,23 @@ pub async fn gc(global: &Global, retain_hours: u64, dry_run: bool) -> Result<()>
     outcome
 }
 
-async fn collect(global: &Global, c: &crate::compile::Compiled, retain_hours: u64, dry_run: bool) -> Result<()> {
+async fn collect(
+    global: &Global,
+    c: &crate::compile::Compiled,
+    retain_hours: u64,
+    dry_run: bool,
+) -> Result<()> {
     let too_long = || Error::Usage(format!("--retain-hours {retain_hours} is too large"));
-    let retention = i64::try_from(retain_hours).ok().and_then(chrono::Duration::try_hours).ok_or_else(too_long)?;
+    let retention =
+        i64::try_from(retain_hours).ok().and_then(chrono::Duration::try_hours).ok_or_else(too_long)?;
     let cutoff = chrono::Utc::now().checked_sub_signed(retention).ok_or_else(too_long)?;
     let verb = if dry_run { "would remove" } else { "removed" };
-    let tables = c.nodes.values().filter(|n| n.materialized.is_stored()).map(|n| n.name.as_str()).chain([SCORECARD, HISTORY]);
+    let tables = c
+        .nodes
+        .values()
+        .filter(|n| n.materialized.is_stored())
+        .map(|n| n.name.as_str())
+        .chain([SCORECARD, HISTORY]);
     for name in tables {
         let url = c.target.table_url(name);
         let Some(table) = crate::materialize::load_table(&c.engine, &url).await? else { continue };
@@ -66,14 +77,19 @@ fn run_started(run_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 /// Delete `<target-path>/scratch/<run_id>/` of runs started before `cutoff`. Returns how many.
-fn expire_scratch(scratch: &std::path::Path, cutoff: chrono::DateTime<chrono::Utc>, dry_run: bool) -> Result<usize> {
+fn expire_scratch(
+    scratch: &std::path::Path,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+) -> Result<usize> {
     let Ok(entries) = std::fs::read_dir(scratch) else { return Ok(0) };
     let mut expired = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if run_started(&name).is_some_and(|t| t < cutoff) {
             if !dry_run {
-                std::fs::remove_dir_all(entry.path()).map_err(|e| Error::Usage(format!("cannot delete {}: {e}", entry.path().display())))?;
+                std::fs::remove_dir_all(entry.path())
+                    .map_err(|e| Error::Usage(format!("cannot delete {}: {e}", entry.path().display())))?;
             }
             expired += 1;
         }
@@ -82,7 +98,11 @@ fn expire_scratch(scratch: &std::path::Path, cutoff: chrono::DateTime<chrono::Ut
 }
 
 /// Delete `<warehouse>/_audit/<run_id>/` of runs started before `cutoff`. Returns how many.
-async fn expire_audit_runs(c: &crate::compile::Compiled, cutoff: chrono::DateTime<chrono::Utc>, dry_run: bool) -> Result<usize> {
+async fn expire_audit_runs(
+    c: &crate::compile::Compiled,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+) -> Result<usize> {
     let dir = c.target.table_url("_audit");
     let store = c.engine.registered_store(&dir)?;
     let prefix = StorePath::from_url_path(dir.path()).map_err(|e| Error::Usage(format!("{dir}: {e}")))?;
@@ -93,10 +113,20 @@ async fn expire_audit_runs(c: &crate::compile::Compiled, cutoff: chrono::DateTim
     };
     let mut expired = std::collections::BTreeSet::new();
     for meta in objects {
-        let Some(run_id) = meta.location.prefix_match(&prefix).and_then(|mut parts| parts.next()).map(|p| p.as_ref().to_string()) else { continue };
+        let Some(run_id) = meta
+            .location
+            .prefix_match(&prefix)
+            .and_then(|mut parts| parts.next())
+            .map(|p| p.as_ref().to_string())
+        else {
+            continue;
+        };
         if run_started(&run_id).is_some_and(|t| t < cutoff) {
             if !dry_run {
-                store.delete(&meta.location).await.map_err(|e| Error::Usage(format!("cannot delete {}: {e}", meta.location)))?;
+                store
+                    .delete(&meta.location)
+                    .await
+                    .map_err(|e| Error::Usage(format!("cannot delete {}: {e}", meta.location)))?;
             }
             expired.insert(run_id);
         }

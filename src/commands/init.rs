@@ -12,7 +12,10 @@ const FILES: &[(&str, &str)] = &[
          models:\n  my_project:\n    staging:\n      +materialized: view\n    marts:\n      +materialized: table\n\
          seeds:\n  my_project:\n    +column_types:\n      monthly_price: decimal(10,2)\n      start_date: date\n",
     ),
-    ("seeds/plans.csv", "plan_id,plan_name,monthly_price\n1,Starter,49.00\n2,Growth,199.00\n3,Enterprise,999.00\n"),
+    (
+        "seeds/plans.csv",
+        "plan_id,plan_name,monthly_price\n1,Starter,49.00\n2,Growth,199.00\n3,Enterprise,999.00\n",
+    ),
     (
         "seeds/subscriptions.csv",
         "subscription_id,account_id,plan_id,seats,start_date\ns1,a1,1,3,2024-01-15\ns2,a2,2,10,2024-02-01\ns3,a3,3,1,2024-02-20\ns4,a1,2,5,2024-03-01\n",
@@ -35,7 +38,10 @@ const FILES: &[(&str, &str)] = &[
 
 pub fn init(dir: &Path) -> Result<()> {
     if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(Error::Usage(format!("{} exists and is not empty; choose a new directory", dir.display())));
+        return Err(Error::Usage(format!(
+            "{} exists and is not empty; choose a new directory",
+            dir.display()
+        )));
     }
     for (rel, text) in FILES {
         let path = dir.join(rel);

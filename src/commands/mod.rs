@@ -12,11 +12,11 @@ use std::time::Instant;
 use crate::artifacts;
 use crate::audit::Auditor;
 use crate::cli::{Command, Gate, Global, LsOutput, Selection};
-use crate::compile::{compile, Compiled};
+use crate::compile::{Compiled, compile};
 use crate::error::{Error, Result};
 use crate::profile;
 use crate::project::{self, Project};
-use crate::report::{summary, Reporter};
+use crate::report::{Reporter, summary};
 use crate::run::{self, Status};
 use crate::select::{self, NodeFacts};
 
@@ -64,7 +64,9 @@ pub async fn dispatch(global: &Global, command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Test { selection, gate } => test::test(global, &selection, &gate, false).await,
-        Command::Freshness { junit } => test::test(global, &Selection::default(), &Gate { junit, warn_error: false }, true).await,
+        Command::Freshness { junit } => {
+            test::test(global, &Selection::default(), &Gate { junit, warn_error: false }, true).await
+        }
         Command::Show { model, limit, format, version, as_of } => {
             let at = show::parse_at(version, as_of.as_deref())?;
             show::show(global, &model, limit, format, at).await.map(|_| 0)
@@ -90,7 +92,8 @@ pub async fn compile_project(global: &Global) -> Result<Compiled> {
     let p = load_project(global)?;
     let mut target = profile::resolve(&p, global.target.as_deref())?;
     for root in &global.allow_roots {
-        let real = std::fs::canonicalize(root).map_err(|e| Error::io("--allow-root: cannot open", root, e))?;
+        let real =
+            std::fs::canonicalize(root).map_err(|e| Error::io("--allow-root: cannot open", root, e))?;
         target.allowed_roots.push(real);
     }
     let threads = global
@@ -125,7 +128,14 @@ async fn run_selection(global: &Global, sel: &Selection, gate: Option<&Gate>) ->
     outcome
 }
 
-async fn run_leased(global: &Global, c: Compiled, chosen: &BTreeSet<String>, gate: Option<&Gate>, run_id: &str, start: Instant) -> Result<i32> {
+async fn run_leased(
+    global: &Global,
+    c: Compiled,
+    chosen: &BTreeSet<String>,
+    gate: Option<&Gate>,
+    run_id: &str,
+    start: Instant,
+) -> Result<i32> {
     let auditor = match gate {
         Some(g) => Some(Arc::new(Auditor::new(&c, run_id, g.warn_error).await)),
         None => None,
@@ -143,11 +153,15 @@ async fn run_leased(global: &Global, c: Compiled, chosen: &BTreeSet<String>, gat
     let failed_checks = match (gate, &auditor) {
         (Some(g), Some(a)) => {
             // Singular tests read published tables: they run once the nodes they read are done.
-            let status: std::collections::BTreeMap<&str, Status> = results.iter().map(|r| (r.name.as_str(), r.status)).collect();
+            let status: std::collections::BTreeMap<&str, Status> =
+                results.iter().map(|r| (r.name.as_str(), r.status)).collect();
             let mut runnable = Vec::new();
             for t in c.singular_tests.iter().filter(|t| t.refs.iter().any(|r| chosen.contains(r))) {
                 match t.refs.iter().find(|r| status.get(r.as_str()).is_some_and(|s| *s != Status::Success)) {
-                    Some(r) => a.record(vec![test::not_ready(t, &format!("did not run: `{r}` was not built in this run"))]),
+                    Some(r) => a.record(vec![test::not_ready(
+                        t,
+                        &format!("did not run: `{r}` was not built in this run"),
+                    )]),
                     None => runnable.push(t),
                 }
             }
@@ -155,7 +169,15 @@ async fn run_leased(global: &Global, c: Compiled, chosen: &BTreeSet<String>, gat
             test::finish(&c, "build", run_id, a, &results, start, g, global.quiet).await?
         }
         _ => {
-            artifacts::write_run_results(&c, "run", run_id, start.elapsed().as_secs_f64(), &results, &[], 0.0)?;
+            artifacts::write_run_results(
+                &c,
+                "run",
+                run_id,
+                start.elapsed().as_secs_f64(),
+                &results,
+                &[],
+                0.0,
+            )?;
             false
         }
     };

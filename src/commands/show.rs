@@ -6,7 +6,7 @@ use super::compile_project;
 use crate::cli::{Global, ShowFormat};
 use crate::diagnostic::did_you_mean;
 use crate::error::{Error, Result};
-use crate::materialize::{open_table, At};
+use crate::materialize::{At, open_table};
 use crate::render::quote_ident;
 use crate::run::prepare_unselected;
 
@@ -18,17 +18,25 @@ pub async fn show(global: &Global, model: &str, limit: usize, format: ShowFormat
         return Err(Error::Usage(format!("no model or seed named `{model}`. {hint}").trim_end().to_string()));
     };
     if !node.materialized.is_stored() && at != At::Latest {
-        return Err(Error::Usage(format!("`{model}` is a {}: only tables keep versions to travel to", node.materialized.as_str())));
+        return Err(Error::Usage(format!(
+            "`{model}` is a {}: only tables keep versions to travel to",
+            node.materialized.as_str()
+        )));
     }
     prepare_unselected(&c, &Default::default()).await;
     if node.materialized.is_stored() {
         let url = c.target.table_url(model);
         let provider = open_table(&c.engine, &url, at).await.map_err(|e| match at {
             At::Latest => Error::from(e),
-            _ => Error::Usage(format!("`{model}` has no such version: {}", crate::materialize::error_text(&e))),
+            _ => {
+                Error::Usage(format!("`{model}` has no such version: {}", crate::materialize::error_text(&e)))
+            }
         })?;
         let Some(provider) = provider else {
-            return Err(Error::Usage(format!("`{model}` has not been built on target `{}` yet; run `tally build --select {model}`", c.target.name)));
+            return Err(Error::Usage(format!(
+                "`{model}` has not been built on target `{}` yet; run `tally build --select {model}`",
+                c.target.name
+            )));
         };
         c.engine.register(model, provider)?;
     }
@@ -49,9 +57,18 @@ pub fn parse_at(version: Option<u64>, as_of: Option<&str>) -> Result<At> {
         (None, Some(t)) => {
             let parsed = chrono::DateTime::parse_from_rfc3339(t)
                 .map(|d| d.to_utc())
-                .or_else(|_| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").map(|d| d.and_utc()))
-                .or_else(|_| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()));
-            parsed.map(At::Time).map_err(|_| Error::Usage(format!("--as-of {t}: use RFC 3339 (2025-06-30T12:00:00Z), `2025-06-30 12:00:00` or a date (UTC)")))
+                .or_else(|_| {
+                    chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").map(|d| d.and_utc())
+                })
+                .or_else(|_| {
+                    chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+                });
+            parsed.map(At::Time).map_err(|_| {
+                Error::Usage(format!(
+                    "--as-of {t}: use RFC 3339 (2025-06-30T12:00:00Z), `2025-06-30 12:00:00` or a date (UTC)"
+                ))
+            })
         }
     }
 }

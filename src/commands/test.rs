@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use super::{compile_project, resolve_selection};
 use crate::assertions;
-use crate::audit::{upstream_loads, Auditor, Upstream};
+use crate::audit::{Auditor, Upstream, upstream_loads};
 use crate::cli::{Gate, Global, Selection};
 use crate::compile::{Compiled, SingularTest};
 use crate::error::{Error, Result};
 use crate::project::TestDecl;
-use crate::run::{prepare_unselected, NodeResult};
+use crate::run::{NodeResult, prepare_unselected};
 
 /// `only_freshness`: `tally freshness`, the sources' freshness checks alone.
 pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness: bool) -> Result<i32> {
@@ -22,7 +22,9 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
     let unbuilt = prepare_unselected(&c, &BTreeSet::new()).await;
     let run_id = super::run_id();
     let auditor = Auditor::new(&c, &run_id, gate.warn_error).await;
-    let wanted = |decls: &[TestDecl]| -> Vec<TestDecl> { decls.iter().filter(|d| !only_freshness || d.is_freshness()).cloned().collect() };
+    let wanted = |decls: &[TestDecl]| -> Vec<TestDecl> {
+        decls.iter().filter(|d| !only_freshness || d.is_freshness()).cloned().collect()
+    };
 
     // (relation, its checks, never built, is a node)
     let mut relations: Vec<(String, Vec<TestDecl>, bool, bool)> = Vec::new();
@@ -33,7 +35,12 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
     // The sources' own checks: all of them, or those `source:` selectors name.
     let sources = crate::select::sources(c.project.sources.keys(), &sel.select, &sel.exclude)?;
     for (key, decl) in c.project.sources.iter().filter(|(key, _)| sources.contains(*key)) {
-        relations.push((format!("{}.{}", key.0, key.1), wanted(&decl.tests), !c.sources.contains_key(key), false));
+        relations.push((
+            format!("{}.{}", key.0, key.1),
+            wanted(&decl.tests),
+            !c.sources.contains_key(key),
+            false,
+        ));
     }
     for (relation, decls, never_built, is_node) in relations {
         if never_built {
@@ -45,10 +52,20 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
         }
     }
     if !only_freshness {
-        let tests: Vec<&SingularTest> = c.singular_tests.iter().filter(|t| sel.select.is_empty() || t.refs.iter().any(|r| chosen.contains(r))).collect();
-        let (runnable, unready): (Vec<&SingularTest>, Vec<&SingularTest>) = tests.into_iter().partition(|t| !t.refs.iter().any(|r| unbuilt.contains(r)));
+        let tests: Vec<&SingularTest> = c
+            .singular_tests
+            .iter()
+            .filter(|t| sel.select.is_empty() || t.refs.iter().any(|r| chosen.contains(r)))
+            .collect();
+        let (runnable, unready): (Vec<&SingularTest>, Vec<&SingularTest>) =
+            tests.into_iter().partition(|t| !t.refs.iter().any(|r| unbuilt.contains(r)));
         auditor.check_singular(&c.engine, &runnable).await;
-        auditor.record(unready.iter().map(|t| not_ready(t, "reads a model that has not been built; run `tally build` first")).collect());
+        auditor.record(
+            unready
+                .iter()
+                .map(|t| not_ready(t, "reads a model that has not been built; run `tally build` first"))
+                .collect(),
+        );
     }
     if auditor.outcomes().is_empty() {
         eprintln!("warning: the selection has no checks; nothing was tested");
@@ -76,10 +93,20 @@ fn not_built(relation: &str, decls: &[TestDecl]) -> Vec<assertions::Outcome> {
 /// Print the assertions' report, write run_results.json (and JUnit XML when
 /// asked), publish the scorecard. Returns whether an error-level check failed.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn finish(c: &Compiled, command: &str, run_id: &str, auditor: &Auditor, results: &[NodeResult], start: Instant, gate: &Gate, quiet: bool) -> Result<bool> {
+pub(super) async fn finish(
+    c: &Compiled,
+    command: &str,
+    run_id: &str,
+    auditor: &Auditor,
+    results: &[NodeResult],
+    start: Instant,
+    gate: &Gate,
+    quiet: bool,
+) -> Result<bool> {
     let outcomes = auditor.outcomes();
     if !outcomes.is_empty() {
-        if let Err(e) = crate::scorecard::publish(&c.engine, &c.target, run_id, start_us(c), &outcomes).await {
+        if let Err(e) = crate::scorecard::publish(&c.engine, &c.target, run_id, start_us(c), &outcomes).await
+        {
             eprintln!("warning: {e}");
         }
         let text = crate::report::assertions(&outcomes);
@@ -92,7 +119,8 @@ pub(super) async fn finish(c: &Compiled, command: &str, run_id: &str, auditor: &
     let elapsed = start.elapsed().as_secs_f64();
     crate::artifacts::write_run_results(c, command, run_id, elapsed, results, &outcomes, auditor.seconds())?;
     if let Some(path) = &gate.junit {
-        std::fs::write(path, crate::report::junit(&outcomes, elapsed)).map_err(|e| Error::io("cannot write", path, e))?;
+        std::fs::write(path, crate::report::junit(&outcomes, elapsed))
+            .map_err(|e| Error::io("cannot write", path, e))?;
     }
     Ok(outcomes.iter().any(|o| o.blocks()))
 }

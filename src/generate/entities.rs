@@ -4,7 +4,7 @@
 //! connector defects, applied per table.
 
 use super::table::{Col, Row, Table, V};
-use super::{add_months, day, month_start, us, GenConfig, Rng, DAY_US, HOUR_US};
+use super::{DAY_US, GenConfig, HOUR_US, Rng, add_months, day, month_start, us};
 
 fn s(x: impl Into<String>) -> V {
     V::S(x.into())
@@ -33,11 +33,16 @@ impl Clock {
 }
 
 pub fn generate(cfg: &GenConfig) -> Vec<Table> {
-    let clock = Clock { start: day(cfg.start), as_of: day(cfg.as_of), end_us: us(day(cfg.as_of)) + DAY_US - 60_000_000 };
+    let clock = Clock {
+        start: day(cfg.start),
+        as_of: day(cfg.as_of),
+        end_us: us(day(cfg.as_of)) + DAY_US - 60_000_000,
+    };
     let root = Rng::new(cfg.seed);
     let users = users(cfg, &clock, &mut root.fork(1));
     let ae_ids: Vec<String> = users.files[0].iter().filter(|r| r[2] == s("AE")).map(|r| id(&r[0])).collect();
-    let sdr_ids: Vec<String> = users.files[0].iter().filter(|r| r[2] == s("SDR")).map(|r| id(&r[0])).collect();
+    let sdr_ids: Vec<String> =
+        users.files[0].iter().filter(|r| r[2] == s("SDR")).map(|r| id(&r[0])).collect();
     let (accounts, currencies) = accounts(cfg, &clock, &ae_ids, &mut root.fork(2));
     let subs = subscriptions(cfg, &clock, &currencies, &mut root.fork(3));
     let (opps, history) = opportunities(cfg, &clock, &ae_ids, &currencies, &mut root.fork(4));
@@ -83,7 +88,12 @@ fn users(cfg: &GenConfig, c: &Clock, rng: &mut Rng) -> Table {
     t
 }
 
-fn accounts(cfg: &GenConfig, c: &Clock, aes: &[String], rng: &mut Rng) -> (Table, Vec<(String, &'static str)>) {
+fn accounts(
+    cfg: &GenConfig,
+    c: &Clock,
+    aes: &[String],
+    rng: &mut Rng,
+) -> (Table, Vec<(String, &'static str)>) {
     let mut t = Table::spec("crm_accounts");
     let n = count(20_000.0, cfg.scale, 40);
     let mut currencies = Vec::with_capacity(n);
@@ -94,7 +104,11 @@ fn accounts(cfg: &GenConfig, c: &Clock, aes: &[String], rng: &mut Rng) -> (Table
             "MM" => rng.range(200, 2000),
             _ => rng.range(2000, 50_000),
         };
-        let currency = if rng.chance(cfg.foreign_currency_rate) { *rng.weighted(&[("EUR", 2.0), ("GBP", 1.0)]) } else { "USD" };
+        let currency = if rng.chance(cfg.foreign_currency_rate) {
+            *rng.weighted(&[("EUR", 2.0), ("GBP", 1.0)])
+        } else {
+            "USD"
+        };
         let created = rng.range(us(c.start - 365), us(c.as_of - 30));
         let updated = c.ts_between(rng, created, c.end_us);
         let account_id = format!("A{i:06}");
@@ -119,8 +133,16 @@ fn accounts(cfg: &GenConfig, c: &Clock, aes: &[String], rng: &mut Rng) -> (Table
 fn subscriptions(cfg: &GenConfig, c: &Clock, accounts: &[(String, &'static str)], rng: &mut Rng) -> Table {
     let mut t = Table::spec("billing_subscriptions");
     let mut n = 0usize;
-    let mut line = |t: &mut Table, rng: &mut Rng, account: V, currency: &str, plan: &str, mrr: i64, start: i32, end: Option<i32>| {
-        let touched = us(end.filter(|e| *e <= c.as_of).unwrap_or(start).min(c.as_of)) + rng.range(HOUR_US, 20 * HOUR_US);
+    let mut line = |t: &mut Table,
+                    rng: &mut Rng,
+                    account: V,
+                    currency: &str,
+                    plan: &str,
+                    mrr: i64,
+                    start: i32,
+                    end: Option<i32>| {
+        let touched = us(end.filter(|e| *e <= c.as_of).unwrap_or(start).min(c.as_of))
+            + rng.range(HOUR_US, 20 * HOUR_US);
         let updated = touched.min(c.end_us - HOUR_US);
         t.files[0].push(vec![
             s(format!("S{n:07}")),
@@ -149,7 +171,10 @@ fn subscriptions(cfg: &GenConfig, c: &Clock, accounts: &[(String, &'static str)]
         } * 100;
         let start = c.start + rng.range(0, span - 15) as i32;
         let churn = rng.chance(0.18).then(|| start + rng.range(60, 600) as i32).filter(|d| *d <= c.as_of);
-        let downgrade = rng.chance(0.10).then(|| start + rng.range(90, 500) as i32).filter(|d| churn.is_none_or(|ch| *d < ch) && *d <= c.as_of);
+        let downgrade = rng
+            .chance(0.10)
+            .then(|| start + rng.range(90, 500) as i32)
+            .filter(|d| churn.is_none_or(|ch| *d < ch) && *d <= c.as_of);
         match downgrade {
             Some(d) => {
                 line(&mut t, rng, acc.clone(), currency, plan, mrr, start, Some(d));
@@ -188,7 +213,13 @@ fn subscriptions(cfg: &GenConfig, c: &Clock, accounts: &[(String, &'static str)]
 
 const STAGES: [&str; 5] = ["Prospecting", "Discovery", "Demo", "Proposal", "Negotiation"];
 
-fn opportunities(cfg: &GenConfig, c: &Clock, aes: &[String], accounts: &[(String, &'static str)], rng: &mut Rng) -> (Table, Table) {
+fn opportunities(
+    cfg: &GenConfig,
+    c: &Clock,
+    aes: &[String],
+    accounts: &[(String, &'static str)],
+    rng: &mut Rng,
+) -> (Table, Table) {
     let mut t = Table::spec("crm_opportunities");
     let mut h = Table::spec("crm_opportunity_history");
     let n = count(100_000.0, cfg.scale, 100);
@@ -203,15 +234,31 @@ fn opportunities(cfg: &GenConfig, c: &Clock, aes: &[String], accounts: &[(String
         };
         let close = c.start + rng.range(0, (c.as_of - c.start) as i64 + 270) as i32;
         let stage = if close <= c.as_of {
-            *rng.weighted(&[("Closed Won", 0.35), ("Closed Lost", 0.55), ("Negotiation", 0.05), ("Proposal", 0.05)])
+            *rng.weighted(&[
+                ("Closed Won", 0.35),
+                ("Closed Lost", 0.55),
+                ("Negotiation", 0.05),
+                ("Proposal", 0.05),
+            ])
         } else {
-            *rng.weighted(&[("Prospecting", 0.3), ("Discovery", 0.25), ("Demo", 0.2), ("Proposal", 0.15), ("Negotiation", 0.1)])
+            *rng.weighted(&[
+                ("Prospecting", 0.3),
+                ("Discovery", 0.25),
+                ("Demo", 0.2),
+                ("Proposal", 0.15),
+                ("Negotiation", 0.1),
+            ])
         };
         let category = forecast_category(stage, rng);
         let amount = V::D(rng.range(1_000, 150_000) as i128 * 100 + rng.range(0, 99) as i128);
         // Created 2 weeks to 6+ months before closing, and never after the load day.
-        let created = (us(close) - rng.range(14, 200) * DAY_US - rng.range(0, DAY_US)).min(c.end_us - 2 * DAY_US);
-        let updated = if stage.starts_with("Closed") { us(close) + rng.range(HOUR_US, 10 * HOUR_US) } else { c.ts_between(rng, created, c.end_us) };
+        let created =
+            (us(close) - rng.range(14, 200) * DAY_US - rng.range(0, DAY_US)).min(c.end_us - 2 * DAY_US);
+        let updated = if stage.starts_with("Closed") {
+            us(close) + rng.range(HOUR_US, 10 * HOUR_US)
+        } else {
+            c.ts_between(rng, created, c.end_us)
+        };
         let updated = updated.min(c.end_us - HOUR_US).max(created);
         let opp_id = format!("O{i:07}");
         t.files[0].push(vec![
@@ -240,10 +287,26 @@ fn opportunities(cfg: &GenConfig, c: &Clock, aes: &[String], accounts: &[(String
             }
             at = next;
             let st = STAGES[k.min(STAGES.len() - 1)];
-            h.files[0].push(vec![s(opp_id.clone()), s(st), s(forecast_category(st, rng)), amount.clone(), V::Day(close), V::Ts(at), V::Ts(c.loaded(rng, at))]);
+            h.files[0].push(vec![
+                s(opp_id.clone()),
+                s(st),
+                s(forecast_category(st, rng)),
+                amount.clone(),
+                V::Day(close),
+                V::Ts(at),
+                V::Ts(c.loaded(rng, at)),
+            ]);
         }
         let last = updated.max(at + 1);
-        h.files[0].push(vec![s(opp_id), s(stage), s(category), amount, V::Day(close), V::Ts(last), V::Ts(c.loaded(rng, last))]);
+        h.files[0].push(vec![
+            s(opp_id),
+            s(stage),
+            s(category),
+            amount,
+            V::Day(close),
+            V::Ts(last),
+            V::Ts(c.loaded(rng, last)),
+        ]);
     }
     (t, h)
 }
@@ -334,7 +397,14 @@ fn fx_rates(cfg: &GenConfig, c: &Clock, rng: &mut Rng) -> Table {
 fn gtm_spend(cfg: &GenConfig, c: &Clock, rng: &mut Rng) -> Table {
     let mut t = Table::spec("gtm_spend");
     // Monthly USD at scale 1 (about 11,000 customers): a magic number near 1.
-    let lines = [("Sales", "Salaries", 3_200_000.0), ("Sales", "Commissions", 960_000.0), ("Sales", "Tools", 160_000.0), ("Marketing", "Paid Ads", 1_200_000.0), ("Marketing", "Events", 480_000.0), ("Marketing", "Content", 240_000.0)];
+    let lines = [
+        ("Sales", "Salaries", 3_200_000.0),
+        ("Sales", "Commissions", 960_000.0),
+        ("Sales", "Tools", 160_000.0),
+        ("Marketing", "Paid Ads", 1_200_000.0),
+        ("Marketing", "Events", 480_000.0),
+        ("Marketing", "Content", 240_000.0),
+    ];
     let first = month_start(c.start);
     let months: Vec<i32> = (0..).map(|k| add_months(first, k)).take_while(|m| *m <= c.as_of).collect();
     let last = months.len() - 1;
@@ -342,7 +412,11 @@ fn gtm_spend(cfg: &GenConfig, c: &Clock, rng: &mut Rng) -> Table {
         for (dept, cat, base) in lines {
             let cents = (base * cfg.scale.max(0.01) * (0.8 + 0.4 * rng.f64()) * 100.0).round() as i128;
             // The latest spend row lands at the end of as_of: it fixes the default as_of date.
-            let loaded = if k == last && cat == "Content" { c.end_us } else { (us(m) + rng.range(HOUR_US, 48 * HOUR_US)).min(c.end_us) };
+            let loaded = if k == last && cat == "Content" {
+                c.end_us
+            } else {
+                (us(m) + rng.range(HOUR_US, 48 * HOUR_US)).min(c.end_us)
+            };
             t.files[0].push(vec![V::Day(m), s(dept), s(cat), V::D(cents), V::Ts(loaded)]);
         }
     }

@@ -114,7 +114,9 @@ pub fn write(tables: &[Table], out: &Path) -> Result<(), Box<dyn std::error::Err
         let all_empty = t.files.iter().all(|r| r.is_empty());
         for (i, rows) in t.files.iter().enumerate().filter(|(i, r)| !r.is_empty() || (all_empty && *i == 0)) {
             let file = std::fs::File::create(dir.join(format!("part-{i}.parquet")))?;
-            let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?)).build();
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+                .build();
             let mut w = ArrowWriter::try_new(file, t.schema(), Some(props))?;
             for chunk in rows.chunks(65_536) {
                 w.write(&t.batch(chunk)?)?;

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -66,29 +68,131 @@ impl Table {
     pub fn spec(name: &str) -> Table {
         use Col::*;
         let (name, cols, key, utc): (&'static str, Vec<(&'static str, Col)>, &[&str], bool) = match name {
-            "crm_users" => ("crm_users", vec![
-                ("user_id", Str), ("full_name", Str), ("role", Str), ("team", Str), ("region", Str), ("quarterly_quota", Money),
-                ("hired_at", Date), ("is_active", Bool), ("updated_at", Ts), ("_loaded_at", Ts)], &["user_id"], true),
-            "crm_accounts" => ("crm_accounts", vec![
-                ("account_id", Str), ("account_name", Str), ("industry", Str), ("segment", Str), ("region", Str), ("employee_count", I64),
-                ("owner_id", Str), ("created_at", Ts), ("updated_at", Ts), ("is_deleted", Bool), ("_loaded_at", Ts)], &["account_id"], true),
-            "crm_leads" => ("crm_leads", vec![
-                ("lead_id", Str), ("email", Str), ("company", Str), ("lead_source", Str), ("status", Str), ("owner_id", Str), ("created_at", Ts),
-                ("mql_at", Ts), ("sql_at", Ts), ("converted_at", Ts), ("converted_account_id", Str), ("converted_opportunity_id", Str),
-                ("updated_at", Ts), ("is_deleted", Bool), ("_loaded_at", Ts)], &["lead_id"], true),
-            "crm_opportunities" => ("crm_opportunities", vec![
-                ("opportunity_id", Str), ("account_id", Str), ("owner_id", Str), ("opportunity_type", Str), ("stage", Str),
-                ("forecast_category", Str), ("amount", Money), ("currency", Str), ("close_date", Date), ("created_at", Ts),
-                ("updated_at", Ts), ("is_deleted", Bool), ("_loaded_at", Ts)], &["opportunity_id"], true),
-            "crm_opportunity_history" => ("crm_opportunity_history", vec![
-                ("opportunity_id", Str), ("stage", Str), ("forecast_category", Str), ("amount", Money), ("close_date", Date),
-                ("changed_at", Ts), ("_loaded_at", Ts)], &["opportunity_id", "changed_at"], true),
-            "billing_subscriptions" => ("billing_subscriptions", vec![
-                ("subscription_id", Str), ("account_id", Str), ("plan", Str), ("mrr", Money), ("currency", Str), ("start_date", Date),
-                ("end_date", Date), ("updated_at", Ts), ("_loaded_at", Ts)], &["subscription_id"], false),
-            "fx_rates" => ("fx_rates", vec![("currency", Str), ("month", Date), ("usd_per_unit", Rate), ("_loaded_at", Ts)], &["currency", "month"], true),
-            "gtm_spend" => ("gtm_spend", vec![("month", Date), ("department", Str), ("category", Str), ("amount_usd", Money), ("_loaded_at", Ts)],
-                &["month", "department", "category"], true),
+            "crm_users" => (
+                "crm_users",
+                vec![
+                    ("user_id", Str),
+                    ("full_name", Str),
+                    ("role", Str),
+                    ("team", Str),
+                    ("region", Str),
+                    ("quarterly_quota", Money),
+                    ("hired_at", Date),
+                    ("is_active", Bool),
+                    ("updated_at", Ts),
+                    ("_loaded_at", Ts),
+                ],
+                &["user_id"],
+                true,
+            ),
+            "crm_accounts" => (
+                "crm_accounts",
+                vec![
+                    ("account_id", Str),
+                    ("account_name", Str),
+                    ("industry", Str),
+                    ("segment", Str),
+                    ("region", Str),
+                    ("employee_count", I64),
+                    ("owner_id", Str),
+                    ("created_at", Ts),
+                    ("updated_at", Ts),
+                    ("is_deleted", Bool),
+                    ("_loaded_at", Ts),
+                ],
+                &["account_id"],
+                true,
+            ),
+            "crm_leads" => (
+                "crm_leads",
+                vec![
+                    ("lead_id", Str),
+                    ("email", Str),
+                    ("company", Str),
+                    ("lead_source", Str),
+                    ("status", Str),
+                    ("owner_id", Str),
+                    ("created_at", Ts),
+                    ("mql_at", Ts),
+                    ("sql_at", Ts),
+                    ("converted_at", Ts),
+                    ("converted_account_id", Str),
+                    ("converted_opportunity_id", Str),
+                    ("updated_at", Ts),
+                    ("is_deleted", Bool),
+                    ("_loaded_at", Ts),
+                ],
+                &["lead_id"],
+                true,
+            ),
+            "crm_opportunities" => (
+                "crm_opportunities",
+                vec![
+                    ("opportunity_id", Str),
+                    ("account_id", Str),
+                    ("owner_id", Str),
+                    ("opportunity_type", Str),
+                    ("stage", Str),
+                    ("forecast_category", Str),
+                    ("amount", Money),
+                    ("currency", Str),
+                    ("close_date", Date),
+                    ("created_at", Ts),
+                    ("updated_at", Ts),
+                    ("is_deleted", Bool),
+                    ("_loaded_at", Ts),
+                ],
+                &["opportunity_id"],
+                true,
+            ),
+            "crm_opportunity_history" => (
+                "crm_opportunity_history",
+                vec![
+                    ("opportunity_id", Str),
+                    ("stage", Str),
+                    ("forecast_category", Str),
+                    ("amount", Money),
+                    ("close_date", Date),
+                    ("changed_at", Ts),
+                    ("_loaded_at", Ts),
+                ],
+                &["opportunity_id", "changed_at"],
+                true,
+            ),
+            "billing_subscriptions" => (
+                "billing_subscriptions",
+                vec![
+                    ("subscription_id", Str),
+                    ("account_id", Str),
+                    ("plan", Str),
+                    ("mrr", Money),
+                    ("currency", Str),
+                    ("start_date", Date),
+                    ("end_date", Date),
+                    ("updated_at", Ts),
+                    ("_loaded_at", Ts),
+                ],
+                &["subscription_id"],
+                false,
+            ),
+            "fx_rates" => (
+                "fx_rates",
+                vec![("currency", Str), ("month", Date), ("usd_per_unit", Rate), ("_loaded_at", Ts)],
+                &["currency", "month"],
+                true,
+            ),
+            "gtm_spend" => (
+                "gtm_spend",
+                vec![
+                    ("month", Date),
+                    ("department", Str),
+                    ("category", Str),
+                    ("amount_usd", Money),
+                    ("_loaded_at", Ts),
+                ],
+                &["month", "department", "category"],
+                true,
+            ),
             other => panic!("not a SPEC §1 table: {other}"),
         };
         Table::new(name, cols, key, utc)
@@ -98,8 +202,22 @@ impl Table {
     /// null; money `123.45`; rates `1.08`; dates `2024-01-31`; timestamps
     /// `2024-01-31T23:30:00` (UTC); booleans `true`/`false`.
     pub fn push_text(&mut self, file: usize, cells: &[&str]) {
-        assert_eq!(cells.len(), self.cols.len(), "{}: {} cells for {} columns", self.name, cells.len(), self.cols.len());
-        let row: Row = self.cols.iter().zip(cells).map(|((n, c), v)| parse_cell(*c, v).unwrap_or_else(|| panic!("{}.{n}: bad value {v:?}", self.name))).collect();
+        assert_eq!(
+            cells.len(),
+            self.cols.len(),
+            "{}: {} cells for {} columns",
+            self.name,
+            cells.len(),
+            self.cols.len()
+        );
+        let row: Row = self
+            .cols
+            .iter()
+            .zip(cells)
+            .map(|((n, c), v)| {
+                parse_cell(*c, v).unwrap_or_else(|| panic!("{}.{n}: bad value {v:?}", self.name))
+            })
+            .collect();
         while self.files.len() <= file {
             self.files.push(Vec::new());
         }
@@ -116,7 +234,10 @@ impl Table {
     }
 
     pub fn col(&self, name: &str) -> usize {
-        self.cols.iter().position(|(c, _)| *c == name).unwrap_or_else(|| panic!("{}: no column {name}", self.name))
+        self.cols
+            .iter()
+            .position(|(c, _)| *c == name)
+            .unwrap_or_else(|| panic!("{}: no column {name}", self.name))
     }
 
     pub fn schema(&self) -> Arc<Schema> {
@@ -195,7 +316,8 @@ fn parse_cell(col: Col, text: &str) -> Option<V> {
         let (int, frac) = text.split_once('.').unwrap_or((text, ""));
         let frac = format!("{frac:0<width$}", width = scale as usize);
         let neg = int.starts_with('-');
-        let magnitude = int.trim_start_matches('-').parse::<i128>().ok()? * 10i128.pow(scale) + frac.parse::<i128>().ok()?;
+        let magnitude = int.trim_start_matches('-').parse::<i128>().ok()? * 10i128.pow(scale)
+            + frac.parse::<i128>().ok()?;
         Some(V::D(if neg { -magnitude } else { magnitude }))
     };
     Some(match col {
@@ -204,7 +326,12 @@ fn parse_cell(col: Col, text: &str) -> Option<V> {
         Col::Money => decimal(2)?,
         Col::Rate => decimal(8)?,
         Col::Date => V::Day(super::day(chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?)),
-        Col::Ts => V::Ts(chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S").ok()?.and_utc().timestamp_micros()),
+        Col::Ts => V::Ts(
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+                .ok()?
+                .and_utc()
+                .timestamp_micros(),
+        ),
         Col::Bool => V::B(text.parse().ok()?),
     })
 }

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use deltalake::kernel::transaction::TransactionError;
 use deltalake::kernel::Version;
+use deltalake::kernel::transaction::TransactionError;
 use deltalake::logstore::{CommitOrBytes, LogStore, LogStoreConfig, LogStoreRef};
 use deltalake::{DeltaResult, ObjectStore, Path};
 use futures::future::BoxFuture;
@@ -75,17 +75,26 @@ impl LogStore for AuditedLogStore {
         self.inner.read_commit_entry(version).await
     }
 
-    async fn write_commit_entry(&self, version: Version, entry: CommitOrBytes, operation_id: Uuid) -> Result<(), TransactionError> {
+    async fn write_commit_entry(
+        &self,
+        version: Version,
+        entry: CommitOrBytes,
+        operation_id: Uuid,
+    ) -> Result<(), TransactionError> {
         let paths = self.added_paths(&entry).await?;
         let root = self.inner.root_url();
         let mut files = Vec::with_capacity(paths.len());
         for p in &paths {
-            files.push(root.join(p).map_err(|e| rejected(format!("bad data file path {p} in the commit: {e}")))?);
+            files.push(
+                root.join(p).map_err(|e| rejected(format!("bad data file path {p} in the commit: {e}")))?,
+            );
         }
         if let Err(reason) = self.audit.audit(files).await {
             let store = self.inner.object_store(None);
             for p in &paths {
-                if let Err(e) = store.delete(&Path::from_url_path(p).unwrap_or_else(|_| Path::from(p.as_str()))).await {
+                if let Err(e) =
+                    store.delete(&Path::from_url_path(p).unwrap_or_else(|_| Path::from(p.as_str()))).await
+                {
                     tracing::warn!("cannot delete unpublished data file {p}: {e}");
                 }
             }
@@ -98,7 +107,12 @@ impl LogStore for AuditedLogStore {
         self.inner.write_commit_entry(version, entry, operation_id).await
     }
 
-    async fn abort_commit_entry(&self, version: Version, entry: CommitOrBytes, operation_id: Uuid) -> Result<(), TransactionError> {
+    async fn abort_commit_entry(
+        &self,
+        version: Version,
+        entry: CommitOrBytes,
+        operation_id: Uuid,
+    ) -> Result<(), TransactionError> {
         self.inner.abort_commit_entry(version, entry, operation_id).await
     }
 

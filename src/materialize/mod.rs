@@ -16,8 +16,8 @@ mod write_plan;
 
 pub use gate::Audit;
 pub use observe::Observed;
-pub use scratch::{stage_view, Scratch, Staged, TableKeys, ToCount, IN_MEMORY_BYTES};
-pub use write_plan::{plan_write, WritePlan};
+pub use scratch::{IN_MEMORY_BYTES, Scratch, Staged, TableKeys, ToCount, stage_view};
+pub use write_plan::{WritePlan, plan_write};
 
 use std::sync::Arc;
 
@@ -58,9 +58,12 @@ pub async fn write_table(
     if url.scheme() == "file"
         && let Ok(path) = url.to_file_path()
     {
-        std::fs::create_dir_all(&path).map_err(|e| DeltaTableError::Generic(format!("cannot create {}: {e}", path.display())))?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| DeltaTableError::Generic(format!("cannot create {}: {e}", path.display())))?;
     }
-    let mut store = DeltaTableBuilder::from_url(url.clone())?.with_storage_options(engine.storage.as_map()).build_storage()?;
+    let mut store = DeltaTableBuilder::from_url(url.clone())?
+        .with_storage_options(engine.storage.as_map())
+        .build_storage()?;
     if let Some(audit) = audit {
         store = gate::AuditedLogStore::wrap(store, audit);
     }
@@ -70,7 +73,9 @@ pub async fn write_table(
         Err(e) => return Err(e),
     }
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| DeltaTableError::Generic(e.to_string()))?))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| DeltaTableError::Generic(e.to_string()))?,
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let mut state = engine.ctx.state();
@@ -112,7 +117,11 @@ pub enum At {
 }
 
 /// The Delta table at `url` as a DataFusion provider; None when nothing was published there.
-pub async fn open_table(engine: &Engine, url: &Url, at: At) -> Result<Option<Arc<dyn TableProvider>>, DeltaTableError> {
+pub async fn open_table(
+    engine: &Engine,
+    url: &Url,
+    at: At,
+) -> Result<Option<Arc<dyn TableProvider>>, DeltaTableError> {
     let Some(mut table) = load_table(engine, url).await? else { return Ok(None) };
     match at {
         At::Latest => {}
@@ -126,7 +135,8 @@ pub async fn open_table(engine: &Engine, url: &Url, at: At) -> Result<Option<Arc
 
 /// The latest version of the Delta table at `url`; None when nothing was published there.
 pub async fn load_table(engine: &Engine, url: &Url) -> Result<Option<DeltaTable>, DeltaTableError> {
-    let mut table = DeltaTableBuilder::from_url(url.clone())?.with_storage_options(engine.storage.as_map()).build()?;
+    let mut table =
+        DeltaTableBuilder::from_url(url.clone())?.with_storage_options(engine.storage.as_map()).build()?;
     match table.load().await {
         Ok(()) if table.version().is_some() => Ok(Some(table)),
         Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(None),

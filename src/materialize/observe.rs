@@ -22,7 +22,7 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::{Column, IsNotNullExpr};
-use datafusion::physical_expr::{split_conjunction, PhysicalExpr};
+use datafusion::physical_expr::{PhysicalExpr, split_conjunction};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
@@ -43,12 +43,20 @@ pub type Observed = Arc<Mutex<Option<KeyCounts>>>;
 /// into `plan` above the first stream that is the whole of the table that
 /// `reference` (the physical plan of `select * from <table>`) scans, ordered
 /// by the key. The plan comes back unchanged, and no counts, when there is none.
-pub fn observe(plan: Arc<dyn ExecutionPlan>, reference: &Arc<dyn ExecutionPlan>, key: &[String], keep: usize) -> Result<(Arc<dyn ExecutionPlan>, Option<Observed>)> {
+pub fn observe(
+    plan: Arc<dyn ExecutionPlan>,
+    reference: &Arc<dyn ExecutionPlan>,
+    key: &[String],
+    keep: usize,
+) -> Result<(Arc<dyn ExecutionPlan>, Option<Observed>)> {
     let Some(files) = single_scan(reference).and_then(scanned_files) else { return Ok((plan, None)) };
     let mut observed = None;
     let plan = plan
         .transform_down(|node| {
-            if observed.is_some() || !adjacent(&node, key) || table_stream(&node, key).and_then(scanned_files).as_ref() != Some(&files) {
+            if observed.is_some()
+                || !adjacent(&node, key)
+                || table_stream(&node, key).and_then(scanned_files).as_ref() != Some(&files)
+            {
                 return Ok(Transformed::no(node));
             }
             let (exec, found) = CountKeysExec::new(node, key, keep);
@@ -80,7 +88,13 @@ fn scanned_files(scan: &DataSourceExec) -> Option<Vec<String>> {
         .file_groups
         .iter()
         .flat_map(|g| g.iter())
-        .map(|f| format!("{}{}", f.object_meta.location, f.range.as_ref().map(|r| format!("[{}..{})", r.start, r.end)).unwrap_or_default()))
+        .map(|f| {
+            format!(
+                "{}{}",
+                f.object_meta.location,
+                f.range.as_ref().map(|r| format!("[{}..{})", r.start, r.end)).unwrap_or_default()
+            )
+        })
         .collect();
     files.sort();
     Some(files)
@@ -174,13 +188,27 @@ impl ExecutionPlan for CountKeysExec {
         vec![false]
     }
 
-    fn apply_expressions(&self, _: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>) -> Result<TreeNodeRecursion> {
+    fn apply_expressions(
+        &self,
+        _: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = children.pop().filter(|_| children.is_empty()).ok_or_else(|| DataFusionError::Internal("CountKeysExec has one input".into()))?;
-        Ok(Arc::new(CountKeysExec { input, key: self.key.clone(), keep: self.keep, found: self.found.clone() }))
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = children
+            .pop()
+            .filter(|_| children.is_empty())
+            .ok_or_else(|| DataFusionError::Internal("CountKeysExec has one input".into()))?;
+        Ok(Arc::new(CountKeysExec {
+            input,
+            key: self.key.clone(),
+            keep: self.keep,
+            found: self.found.clone(),
+        }))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
@@ -189,25 +217,28 @@ impl ExecutionPlan for CountKeysExec {
         // A plan optimized again inside another may lose its order: counts
         // are only taken from rows still in key order. A counting error (a
         // key type rows cannot hold) only means no counts either.
-        let runs = adjacent(&self.input, &self.key).then(|| KeyRuns::new(&schema, &self.key, self.keep).ok()).flatten();
+        let runs = adjacent(&self.input, &self.key)
+            .then(|| KeyRuns::new(&schema, &self.key, self.keep).ok())
+            .flatten();
         let found = self.found.clone();
-        let counted = futures::stream::unfold((input, runs, found), |(mut input, mut runs, found)| async move {
-            match input.next().await {
-                Some(Ok(batch)) => {
-                    if runs.as_mut().is_some_and(|r| r.update(&batch).is_err()) {
-                        runs = None;
+        let counted =
+            futures::stream::unfold((input, runs, found), |(mut input, mut runs, found)| async move {
+                match input.next().await {
+                    Some(Ok(batch)) => {
+                        if runs.as_mut().is_some_and(|r| r.update(&batch).is_err()) {
+                            runs = None;
+                        }
+                        Some((Ok(batch), (input, runs, found)))
                     }
-                    Some((Ok(batch), (input, runs, found)))
-                }
-                Some(Err(e)) => Some((Err(e), (input, None, found))),
-                None => {
-                    if let (Some(r), Ok(mut slot)) = (runs, found.lock()) {
-                        *slot = r.finish().ok();
+                    Some(Err(e)) => Some((Err(e), (input, None, found))),
+                    None => {
+                        if let (Some(r), Ok(mut slot)) = (runs, found.lock()) {
+                            *slot = r.finish().ok();
+                        }
+                        None
                     }
-                    None
                 }
-            }
-        });
+            });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
     }
 }
@@ -224,11 +255,21 @@ mod tests {
     /// a ×2, b ×3, c: 3 rows beyond their key's first.
     async fn engine_with_source(dir: &std::path::Path) -> Engine {
         let engine = Engine::new(2);
-        for (file, rows) in [("part-0", "('b', 1), ('a', 1), (null, 1), ('b', 2)"), ("part-1", "('c', 1), ('b', 3), ('a', 2)")] {
-            let copy = format!("copy (select * from (values {rows}) as t(k, v)) to '{}/{file}.parquet' stored as parquet", dir.display());
+        for (file, rows) in [
+            ("part-0", "('b', 1), ('a', 1), (null, 1), ('b', 2)"),
+            ("part-1", "('c', 1), ('b', 3), ('a', 2)"),
+        ] {
+            let copy = format!(
+                "copy (select * from (values {rows}) as t(k, v)) to '{}/{file}.parquet' stored as parquet",
+                dir.display()
+            );
             engine.ctx.sql(&copy).await.unwrap().collect().await.unwrap();
         }
-        engine.ctx.register_parquet("src", dir.display().to_string(), ParquetReadOptions::default()).await.unwrap();
+        engine
+            .ctx
+            .register_parquet("src", dir.display().to_string(), ParquetReadOptions::default())
+            .await
+            .unwrap();
         engine
     }
 
@@ -240,7 +281,8 @@ mod tests {
     /// `sql`'s physical plan with the counting put in, its rows, and the counts.
     async fn run(engine: &Engine, sql: &str) -> (bool, usize, Option<KeyCounts>) {
         let reference = physical(engine, "select * from src").await;
-        let (plan, observed) = observe(physical(engine, sql).await, &reference, &["k".to_string()], 10).unwrap();
+        let (plan, observed) =
+            observe(physical(engine, sql).await, &reference, &["k".to_string()], 10).unwrap();
         let rows = collect(plan, engine.ctx.task_ctx()).await.unwrap().iter().map(|b| b.num_rows()).sum();
         let counts = observed.as_ref().and_then(|o| o.lock().unwrap().clone());
         (observed.is_some(), rows, counts)
@@ -273,7 +315,8 @@ mod tests {
         assert!(!run(&engine, "select k, count(*) from src group by k").await.0);
         // Observed, but its reader stops before the stream's end: no counts.
         let sorted = physical(&engine, "select k, v from src where k is not null order by k, v").await;
-        let (plan, observed) = observe(sorted, &physical(&engine, "select * from src").await, &["k".to_string()], 10).unwrap();
+        let (plan, observed) =
+            observe(sorted, &physical(&engine, "select * from src").await, &["k".to_string()], 10).unwrap();
         let mut stream = plan.execute(0, engine.ctx.task_ctx()).unwrap();
         assert!(stream.next().await.unwrap().unwrap().num_rows() > 0);
         drop(stream);

@@ -29,10 +29,10 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::TableReference;
-use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::parquet::arrow::AsyncArrowWriter;
@@ -40,13 +40,13 @@ use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::common::spawn_buffered;
-use datafusion::physical_plan::{execute_stream, ExecutionPlan};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::ident;
 use futures::StreamExt;
 
 use super::observe::observe;
 use crate::assertions::{Counted, KeyCounts, KeyRuns};
-use crate::plan::{parquet_table, Engine};
+use crate::plan::{Engine, parquet_table};
 
 /// Rows per scratch row group.
 const SCRATCH_ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -121,12 +121,25 @@ impl Drop for Scratch {
 /// then need not group the staged rows again. Keys the plan does not order by
 /// are left out of the result. Each of `count.tables` is counted where the
 /// plan sorts that whole table by the key (see [`observe`]), or not at all.
-pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers: &[String], scratch: &Scratch, count: &ToCount) -> Result<Staged, DataFusionError> {
+pub async fn stage_view(
+    engine: &Engine,
+    name: &str,
+    plan: LogicalPlan,
+    readers: &[String],
+    scratch: &Scratch,
+    count: &ToCount,
+) -> Result<Staged, DataFusionError> {
     // The readers wait for this view: until it is staged, it is only its type.
     engine.register_placeholder(name, Arc::new(plan.schema().as_arrow().clone()))?;
     let plan = match columns_read(engine, name, readers).await {
         Some(read) if read.len() < plan.schema().fields().len() => {
-            let kept: Vec<_> = plan.schema().fields().iter().filter(|f| read.contains(f.name())).map(|f| ident(f.name())).collect();
+            let kept: Vec<_> = plan
+                .schema()
+                .fields()
+                .iter()
+                .filter(|f| read.contains(f.name()))
+                .map(|f| ident(f.name()))
+                .collect();
             LogicalPlanBuilder::from(plan).project(kept)?.build()?
         }
         _ => plan,
@@ -142,7 +155,9 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
     let mut physical = state.create_physical_plan(&plan).await?;
     let mut observed = Vec::with_capacity(count.tables.len());
     for t in &count.tables {
-        let reference = state.create_physical_plan(&state.create_logical_plan(&format!("select * from {}", t.table)).await?).await?;
+        let reference = state
+            .create_physical_plan(&state.create_logical_plan(&format!("select * from {}", t.table)).await?)
+            .await?;
         let found;
         (physical, found) = observe(physical, &reference, &t.key, t.keep)?;
         observed.push(found);
@@ -153,7 +168,13 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
         .filter(|(key, _)| adjacent(&physical, key))
         .filter_map(|(key, keep)| KeyRuns::new(&physical.schema(), key, *keep).ok())
         .collect();
-    let tables: Vec<String> = count.tables.iter().zip(&observed).filter(|(_, o)| o.is_some()).map(|(t, _)| format!("{}{:?}", t.table, t.key)).collect();
+    let tables: Vec<String> = count
+        .tables
+        .iter()
+        .zip(&observed)
+        .filter(|(_, o)| o.is_some())
+        .map(|(t, _)| format!("{}{:?}", t.table, t.key))
+        .collect();
     tracing::debug!(view = name, columns = schema.fields().len(), counted = ?runs.iter().map(KeyRuns::columns).collect::<Vec<_>>(), ?tables, "staging");
     let produced = physical.schema();
     // The plan runs in a task of its own, a batch or two ahead of this loop:
@@ -203,7 +224,8 @@ pub async fn stage_view(engine: &Engine, name: &str, plan: LogicalPlan, readers:
     for r in runs {
         own.insert(r.columns().to_vec(), r.finish()?);
     }
-    let tables = observed.into_iter().map(|o| o.and_then(|o| o.lock().ok().and_then(|mut c| c.take()))).collect();
+    let tables =
+        observed.into_iter().map(|o| o.and_then(|o| o.lock().ok().and_then(|mut c| c.take()))).collect();
     Ok(Staged { own, tables })
 }
 
@@ -217,7 +239,9 @@ impl Spill {
     async fn create(scratch: &Scratch, name: &str, schema: &SchemaRef) -> Result<Spill, DataFusionError> {
         let dir = scratch.dir.join(name);
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| DataFusionError::Execution(format!("cannot create scratch folder {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            DataFusionError::Execution(format!("cannot create scratch folder {}: {e}", dir.display()))
+        })?;
         // Read back within seconds, from local disk: a fast codec and no
         // dictionaries (interning every string was the writer's largest
         // cost); small row groups, so the writer holds little in memory.
@@ -227,7 +251,9 @@ impl Spill {
             .set_max_row_group_row_count(Some(SCRATCH_ROW_GROUP_ROWS))
             .build();
         let path = dir.join("part-0.parquet");
-        let file = tokio::fs::File::create(&path).await.map_err(|e| DataFusionError::Execution(format!("cannot create {}: {e}", path.display())))?;
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| DataFusionError::Execution(format!("cannot create {}: {e}", path.display())))?;
         let writer = AsyncArrowWriter::try_new(file, schema.clone(), Some(props))?;
         Ok(Spill { dir, writer })
     }
@@ -275,10 +301,17 @@ pub struct Staged {
 /// ordered by the key's columns first (in any order and direction).
 pub(super) fn adjacent(plan: &Arc<dyn ExecutionPlan>, key: &[String]) -> bool {
     let props = plan.properties();
-    let Some(ordering) = props.output_ordering().filter(|_| props.output_partitioning().partition_count() == 1) else {
+    let Some(ordering) =
+        props.output_ordering().filter(|_| props.output_partitioning().partition_count() == 1)
+    else {
         return false;
     };
-    let leading: BTreeSet<&str> = ordering.iter().take(key.len()).filter_map(|s| s.expr.downcast_ref::<Column>()).map(Column::name).collect();
+    let leading: BTreeSet<&str> = ordering
+        .iter()
+        .take(key.len())
+        .filter_map(|s| s.expr.downcast_ref::<Column>())
+        .map(Column::name)
+        .collect();
     !key.is_empty() && leading.len() == key.len() && key.iter().all(|c| leading.contains(c.as_str()))
 }
 
@@ -328,26 +361,46 @@ mod tests {
         // Staging again replaces the rows, it does not add to them.
         stage_view(&engine, "v", plan, &[], &scratch, &ToCount::default()).await.unwrap();
         let n = engine.ctx.sql("select count(*) from v").await.unwrap().collect().await.unwrap();
-        assert_eq!(n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0), 3);
+        assert_eq!(
+            n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0),
+            3
+        );
     }
 
     #[tokio::test]
     async fn only_the_columns_readers_read_are_staged() {
         let engine = Engine::new(2);
-        let sql = "select * from (values (1, 'a', 10, true), (2, 'b', 20, false)) as t(id, name, amount, flag)";
+        let sql =
+            "select * from (values (1, 'a', 10, true), (2, 'b', 20, false)) as t(id, name, amount, flag)";
         let plan = engine.plan_sql(sql).await.unwrap();
         // A projection, a filter, a subquery, however the view is named;
         // `flag` is read by none of them.
         let readers = [
             "select id, sum(amount) from v group by id".to_string(),
-            "select count(*) from public.v where name = 'a' and id in (select id from datafusion.public.v)".to_string(),
+            "select count(*) from public.v where name = 'a' and id in (select id from datafusion.public.v)"
+                .to_string(),
         ];
         let dir = tempfile::tempdir().unwrap();
         let scratch = Scratch::new(dir.path().to_path_buf(), IN_MEMORY_BYTES);
         stage_view(&engine, "v", plan.clone(), &readers, &scratch, &ToCount::default()).await.unwrap();
         assert_eq!(staged_columns(&engine).await, ["id", "name", "amount"]);
-        let sum = engine.ctx.sql("select sum(amount) from v where name = 'b'").await.unwrap().collect().await.unwrap();
-        assert_eq!(sum[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0), 20);
+        let sum = engine
+            .ctx
+            .sql("select sum(amount) from v where name = 'b'")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            sum[0]
+                .column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                .unwrap()
+                .value(0),
+            20
+        );
 
         // `select *` reads every column; so does staging for a reader that
         // does not plan, or for readers that read no column.
@@ -361,16 +414,27 @@ mod tests {
     #[tokio::test]
     async fn duplicates_are_counted_while_staging_rows_ordered_by_the_key() {
         let engine = Engine::new(2);
-        let rows = "(values ('b', 1), ('a', 1), (null, 1), ('b', 2), ('c', 1), ('b', 3), (null, 2)) as t(id, n)";
+        let rows =
+            "(values ('b', 1), ('a', 1), (null, 1), ('b', 2), ('c', 1), ('b', 3), (null, 2)) as t(id, n)";
         let dir = tempfile::tempdir().unwrap();
         let scratch = Scratch::new(dir.path().to_path_buf(), IN_MEMORY_BYTES);
-        let count = ToCount { own: vec![(vec!["id".to_string()], 10), (vec!["id".to_string(), "n".to_string()], 10), (vec!["n".to_string()], 10)], tables: vec![] };
+        let count = ToCount {
+            own: vec![
+                (vec!["id".to_string()], 10),
+                (vec!["id".to_string(), "n".to_string()], 10),
+                (vec!["n".to_string()], 10),
+            ],
+            tables: vec![],
+        };
 
         // Ordered by id: equal ids are adjacent, so (id) and (id, n) are
         // counted as the rows stream; (n) is not, it is left to a query.
         let plan = engine.plan_sql(&format!("select * from {rows} order by id, n")).await.unwrap();
         let counted = stage_view(&engine, "v", plan, &[], &scratch, &count).await.unwrap().own;
-        assert_eq!(counted.keys().cloned().collect::<Vec<_>>(), [vec!["id".to_string()], vec!["id".to_string(), "n".to_string()]]);
+        assert_eq!(
+            counted.keys().cloned().collect::<Vec<_>>(),
+            [vec!["id".to_string()], vec!["id".to_string(), "n".to_string()]]
+        );
         let by_id = &counted[&vec!["id".to_string()]];
         // Non-null ids: a, b, b, b, c: 5 rows, 3 distinct; b is kept, 3 times.
         assert_eq!((by_id.rows, by_id.duplicates), (5, 2));
@@ -380,7 +444,10 @@ mod tests {
         assert_eq!((by_id_n.rows, by_id_n.duplicates, by_id_n.keys.len()), (5, 0, 0));
         // Every row was staged, in order.
         let n = engine.ctx.sql("select count(*) from v").await.unwrap().collect().await.unwrap();
-        assert_eq!(n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0), 7);
+        assert_eq!(
+            n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0),
+            7
+        );
 
         // Unordered (a hash aggregate's output): nothing is counted.
         let plan = engine.plan_sql(&format!("select id, max(n) as n from {rows} group by id")).await.unwrap();
@@ -390,7 +457,14 @@ mod tests {
 
     /// Rows of `v`, summed: n, count(name), sum(id).
     async fn totals(engine: &Engine) -> String {
-        let batches = engine.ctx.sql("select count(*) as n, count(name) as named, sum(id) as s from v").await.unwrap().collect().await.unwrap();
+        let batches = engine
+            .ctx
+            .sql("select count(*) as n, count(name) as named, sum(id) as s from v")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
         datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string()
     }
 
@@ -399,11 +473,14 @@ mod tests {
         let engine = Engine::new(2);
         let dir = tempfile::tempdir().unwrap();
         let sql = "select * from (values (1, 'a'), (2, 'b'), (3, null)) as t(id, name)";
-        let parquet_files = |view: &str| std::fs::read_dir(dir.path().join(view)).map(|d| d.count()).unwrap_or(0);
+        let parquet_files =
+            |view: &str| std::fs::read_dir(dir.path().join(view)).map(|d| d.count()).unwrap_or(0);
 
         // Room for the rows: they stay in memory, no file is written.
         let roomy = Scratch::new(dir.path().to_path_buf(), IN_MEMORY_BYTES);
-        stage_view(&engine, "v", engine.plan_sql(sql).await.unwrap(), &[], &roomy, &ToCount::default()).await.unwrap();
+        stage_view(&engine, "v", engine.plan_sql(sql).await.unwrap(), &[], &roomy, &ToCount::default())
+            .await
+            .unwrap();
         assert!(roomy.held() > 0);
         assert_eq!(parquet_files("v"), 0);
         assert!(totals(&engine).await.contains("| 3 | 2     | 6 |"));
@@ -414,7 +491,9 @@ mod tests {
 
         // No room: the same rows, read back from Parquet; release removes the file.
         let full = Scratch::new(dir.path().to_path_buf(), 0);
-        stage_view(&engine, "v", engine.plan_sql(sql).await.unwrap(), &[], &full, &ToCount::default()).await.unwrap();
+        stage_view(&engine, "v", engine.plan_sql(sql).await.unwrap(), &[], &full, &ToCount::default())
+            .await
+            .unwrap();
         assert_eq!((full.held(), parquet_files("v")), (0, 1));
         assert!(totals(&engine).await.contains("| 3 | 2     | 6 |"));
         full.release(&engine, "v");
@@ -426,7 +505,8 @@ mod tests {
         let engine = Engine::new(2);
         let dir = tempfile::tempdir().unwrap();
         let scratch = Scratch::new(dir.path().to_path_buf(), IN_MEMORY_BYTES);
-        let plan = engine.plan_sql("select * from (values (1, 'a')) as t(id, name) where id > 5").await.unwrap();
+        let plan =
+            engine.plan_sql("select * from (values (1, 'a')) as t(id, name) where id > 5").await.unwrap();
         stage_view(&engine, "v", plan, &[], &scratch, &ToCount::default()).await.unwrap();
         assert_eq!(staged_columns(&engine).await, ["id", "name"]);
         assert!(totals(&engine).await.contains("| 0 | 0     |   |"), "{}", totals(&engine).await);

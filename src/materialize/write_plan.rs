@@ -61,7 +61,11 @@ impl From<LogicalPlan> for WritePlan {
 /// duplicated keys to keep) whose equal keys it yields adjacent are counted
 /// as the rows pass; the other keys are left out. Otherwise the writer plans
 /// `plan` itself, as it always did.
-pub async fn plan_write(engine: &Engine, plan: LogicalPlan, keys: &[(Vec<String>, usize)]) -> Result<WritePlan> {
+pub async fn plan_write(
+    engine: &Engine,
+    plan: LogicalPlan,
+    keys: &[(Vec<String>, usize)],
+) -> Result<WritePlan> {
     if !ends_in_sort(&plan) {
         return Ok(plan.into());
     }
@@ -89,7 +93,9 @@ pub async fn plan_write(engine: &Engine, plan: LogicalPlan, keys: &[(Vec<String>
 fn ends_in_sort(plan: &LogicalPlan) -> bool {
     match plan {
         LogicalPlan::Sort(_) => true,
-        LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => plan.inputs().first().is_some_and(|p| ends_in_sort(p)),
+        LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => {
+            plan.inputs().first().is_some_and(|p| ends_in_sort(p))
+        }
         _ => false,
     }
 }
@@ -110,7 +116,13 @@ impl TableProvider for PlannedTable {
         TableType::Temporary
     }
 
-    async fn scan(&self, _: &dyn Session, projection: Option<&Vec<usize>>, _: &[Expr], _: Option<usize>) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn scan(
+        &self,
+        _: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _: &[Expr],
+        _: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = self.plan.schema();
         match projection.filter(|p| !p.iter().copied().eq(0..schema.fields().len())) {
             None => Ok(self.plan.clone()),
@@ -152,12 +164,22 @@ impl ExecutionPlan for PlannedExec {
         Vec::new()
     }
 
-    fn apply_expressions(&self, _: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>) -> Result<TreeNodeRecursion> {
+    fn apply_expressions(
+        &self,
+        _: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() { Ok(self) } else { Err(DataFusionError::Internal("PlannedExec has no inputs".into())) }
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal("PlannedExec has no inputs".into()))
+        }
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
@@ -220,14 +242,24 @@ mod tests {
         let plan = plan_write(&engine, engine.plan_sql(sql).await.unwrap(), &[]).await.unwrap();
         assert!(plan.in_order);
         // Without an `order by`, the writer plans the model as it always did.
-        let unordered = plan_write(&engine, engine.plan_sql(&sql.replace(" order by k desc", "")).await.unwrap(), &[]).await.unwrap();
+        let unordered =
+            plan_write(&engine, engine.plan_sql(&sql.replace(" order by k desc", "")).await.unwrap(), &[])
+                .await
+                .unwrap();
         assert!(!unordered.in_order);
         let dir = tempfile::tempdir().unwrap();
         let url = url::Url::from_directory_path(dir.path()).unwrap();
         write_table(&engine, &url, "ordered", plan, SaveMode::Overwrite, None).await.unwrap();
-        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
         assert_eq!(files.len(), 1, "{files:?}");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&files[0]).unwrap()).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&files[0]).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
         let mut keys = Vec::new();
         for batch in reader {
             let batch = batch.unwrap();

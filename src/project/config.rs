@@ -65,15 +65,39 @@ pub type ConfigLayer = BTreeMap<String, Json>;
 
 /// Config keys that may be written without `+` in folder config.
 const KNOWN_CONFIG_KEYS: &[&str] = &[
-    "materialized", "tags", "enabled", "meta", "alias", "schema", "database", "docs",
-    "persist_docs", "full_refresh", "unique_key", "incremental_strategy", "on_schema_change",
-    "column_types", "delimiter", "quote_columns", "pre-hook", "post-hook", "grants", "contract",
-    "severity", "description", "access", "group",
+    "materialized",
+    "tags",
+    "enabled",
+    "meta",
+    "alias",
+    "schema",
+    "database",
+    "docs",
+    "persist_docs",
+    "full_refresh",
+    "unique_key",
+    "incremental_strategy",
+    "on_schema_change",
+    "column_types",
+    "delimiter",
+    "quote_columns",
+    "pre-hook",
+    "post-hook",
+    "grants",
+    "contract",
+    "severity",
+    "description",
+    "access",
+    "group",
 ];
 
 /// The folder-config layers that apply to a file in `segments` (its folders below
 /// the model path), from the project-wide level down to its own folder.
-pub fn folder_layers(tree: Option<&serde_yaml_ng::Value>, project: &str, segments: &[String]) -> Vec<ConfigLayer> {
+pub fn folder_layers(
+    tree: Option<&serde_yaml_ng::Value>,
+    project: &str,
+    segments: &[String],
+) -> Vec<ConfigLayer> {
     let Some(mut node) = tree else { return Vec::new() };
     // dbt nests folder config under the project (or package) name; accept both.
     if let Some(inner) = node.get(project) {

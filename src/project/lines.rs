@@ -89,8 +89,13 @@ impl PropertiesText {
         entry.or_else(|| {
             range.into_iter().find(|&i| {
                 let t = self.line(i).trim_start();
-                let list = t.strip_prefix("tests:").or_else(|| t.strip_prefix("data_tests:")).map(str::trim_start);
-                list.is_some_and(|l| l.starts_with('[') && l.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')).any(|w| w == name))
+                let list =
+                    t.strip_prefix("tests:").or_else(|| t.strip_prefix("data_tests:")).map(str::trim_start);
+                list.is_some_and(|l| {
+                    l.starts_with('[')
+                        && l.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+                            .any(|w| w == name)
+                })
             })
         })
     }
@@ -126,7 +131,11 @@ mod tests {
         assert_eq!(t.test_line("unique", 8, end), Some(10));
         assert_eq!(t.test_line("not_null", 10, end), Some(11));
         assert_eq!(t.test_line("unique", 11, end), None);
-        assert_eq!(t.test_line("dbt_utils.expression", 6, end), None, "another model's test is not this one's");
+        assert_eq!(
+            t.test_line("dbt_utils.expression", 6, end),
+            None,
+            "another model's test is not this one's"
+        );
         assert_eq!(t.test_line("dbt_utils.expression", 12, t.block_end(12)), Some(14));
         assert_eq!(t.block_end(12), 15);
     }

@@ -21,22 +21,19 @@ pub const PROJECT_FILES: [&str; 2] = ["tally_project.yml", "dbt_project.yml"];
 
 /// Load the project in `dir`, with `cli_vars` (from `--vars`) over the project's vars.
 pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Result<Project> {
-    let dir = std::fs::canonicalize(dir)
-        .map_err(|e| Error::io("cannot open project directory", dir, e))?;
+    let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("cannot open project directory", dir, e))?;
     let file = PROJECT_FILES.iter().map(PathBuf::from).find(|f| dir.join(f).is_file()).ok_or_else(|| {
-        Diagnostic::error(format!("no tally_project.yml or dbt_project.yml in {}", dir.display()))
-            .with_help("run tally from a project directory, pass --project-dir, or create one with `tally init <dir>`")
+        Diagnostic::error(format!("no tally_project.yml or dbt_project.yml in {}", dir.display())).with_help(
+            "run tally from a project directory, pass --project-dir, or create one with `tally init <dir>`",
+        )
     })?;
     let mut warnings = Vec::new();
     let project_text = read(&dir, &file)?;
     let mut pf: ProjectFile = yaml::parse(&file, &project_text, DBT_PROJECT_KEYS_IGNORED, &mut warnings)?;
     configured_paths(&dir, &file, &project_text, &mut pf)?;
 
-    let mut vars: BTreeMap<String, serde_json::Value> = pf
-        .vars
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
-        .collect();
+    let mut vars: BTreeMap<String, serde_json::Value> =
+        pf.vars.iter().filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?))).collect();
     vars.extend(cli_vars.clone());
 
     let mut errors = Vec::new();
@@ -59,12 +56,8 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
         .map(|path| {
             let text = read(&dir, &path)?;
             let mut file_warnings = Vec::new();
-            let parsed = yaml::parse::<PropertiesFile>(
-                &path,
-                &text,
-                DBT_PROPERTIES_KEYS_IGNORED,
-                &mut file_warnings,
-            );
+            let parsed =
+                yaml::parse::<PropertiesFile>(&path, &text, DBT_PROPERTIES_KEYS_IGNORED, &mut file_warnings);
             Ok((path, PropertiesText::new(text), parsed, file_warnings))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -116,9 +109,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
                     prev.path.display()
                 ))
                 .in_file(&models[&name].path)
-                .with_help(
-                    "model names must be unique across the project: rename one of the files",
-                ),
+                .with_help("model names must be unique across the project: rename one of the files"),
             );
         }
     }
@@ -139,9 +130,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
                 errors.push(
                     Diagnostic::error(format!("seed `{name}` is empty"))
                         .in_file(&path)
-                        .with_help(
-                            "a seed is a CSV file with a header row: add one, or delete the file",
-                        ),
+                        .with_help("a seed is a CSV file with a header row: add one, or delete the file"),
                 );
                 continue;
             }
@@ -150,22 +139,14 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
                 Some((f, d)) if d.config.contains_key("column_types") => {
                     let t = &props.texts[f];
                     let start = t.name_line(&d.name, 0).unwrap_or(0);
-                    Some((
-                        f.clone(),
-                        t.key_line("column_types", start)
-                            .map_or(start + 1, |l| l + 1),
-                    ))
+                    Some((f.clone(), t.key_line("column_types", start).map_or(start + 1, |l| l + 1)))
                 }
                 _ => project_text
                     .lines()
                     .position(|l| l.contains("column_types"))
                     .map(|l| (file.clone(), l + 1)),
             };
-            let mut layers = folder_layers(
-                pf.seeds.as_ref(),
-                &pf.name,
-                &folders_below(root.as_ref(), &path),
-            );
+            let mut layers = folder_layers(pf.seeds.as_ref(), &pf.name, &folders_below(root.as_ref(), &path));
             if let Some((_, d)) = &decl {
                 layers.push(yaml_layer(&d.config));
             }
@@ -184,7 +165,9 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
                 errors.push(
                     Diagnostic::error(format!("seed `{name}` has the same name as a model"))
                         .in_file(&path)
-                        .with_help("rename the seed file or the model: `ref()` must name exactly one of them"),
+                        .with_help(
+                            "rename the seed file or the model: `ref()` must name exactly one of them",
+                        ),
                 );
             }
             seeds.insert(name, seed);
@@ -221,11 +204,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
         for path in walk(&dir, Path::new(root))? {
             if path.extension().and_then(|e| e.to_str()) == Some("sql") {
                 let sql = read(&dir, &path)?;
-                singular_tests.push(SingularTest {
-                    name: stem(&path),
-                    path,
-                    sql,
-                });
+                singular_tests.push(SingularTest { name: stem(&path), path, sql });
             }
         }
     }
@@ -241,16 +220,8 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
     }
     let defaults = crate::render::RenderBudget::default();
     let render_budget = crate::render::RenderBudget {
-        instructions: pf
-            .render_budget
-            .as_ref()
-            .and_then(|b| b.instructions)
-            .unwrap_or(defaults.instructions),
-        output_bytes: pf
-            .render_budget
-            .as_ref()
-            .and_then(|b| b.output_bytes)
-            .unwrap_or(defaults.output_bytes),
+        instructions: pf.render_budget.as_ref().and_then(|b| b.instructions).unwrap_or(defaults.instructions),
+        output_bytes: pf.render_budget.as_ref().and_then(|b| b.output_bytes).unwrap_or(defaults.output_bytes),
     };
     Ok(Project {
         render_budget,
@@ -306,8 +277,7 @@ impl Properties {
                 );
                 continue;
             }
-            self.model_lines
-                .insert(m.name.clone(), (file.to_path_buf(), line));
+            self.model_lines.insert(m.name.clone(), (file.to_path_buf(), line));
             self.models.insert(m.name.clone(), (file.to_path_buf(), m));
         }
         for s in parsed.seeds {
@@ -320,10 +290,7 @@ impl Properties {
     }
 
     fn add_source(&mut self, file: &Path, text: &PropertiesText, source: SourceDecl) {
-        let source_location = source
-            .location
-            .clone()
-            .or_else(|| meta_location(&source.meta));
+        let source_location = source.location.clone().or_else(|| meta_location(&source.meta));
         for t in source.tables {
             let identifier = t.identifier.clone().unwrap_or_else(|| t.name.clone());
             let own = t.location.clone().or_else(|| meta_location(&t.meta));
@@ -332,24 +299,16 @@ impl Properties {
                 (None, Some(root)) if root.contains("{name}") || root.contains("{identifier}") => {
                     Some(root.clone())
                 }
-                (None, Some(root)) => {
-                    Some(format!("{}/{}", root.trim_end_matches('/'), identifier))
-                }
+                (None, Some(root)) => Some(format!("{}/{}", root.trim_end_matches('/'), identifier)),
                 (None, None) => None,
             }
-            .map(|l| {
-                l.replace("{name}", &t.name)
-                    .replace("{identifier}", &identifier)
-            });
+            .map(|l| l.replace("{name}", &t.name).replace("{identifier}", &identifier));
             let key = (source.name.clone(), t.name.clone());
             let line = text.line_in_section("tables", &t.name);
             if self.sources.contains_key(&key) {
                 self.errors.push(
-                    Diagnostic::error(format!(
-                        "source table `{}.{}` is declared twice",
-                        key.0, key.1
-                    ))
-                    .at(file, line, 0),
+                    Diagnostic::error(format!("source table `{}.{}` is declared twice", key.0, key.1))
+                        .at(file, line, 0),
                 );
                 continue;
             }
@@ -361,10 +320,7 @@ impl Properties {
                     identifier,
                     description: t.description.clone(),
                     location,
-                    loaded_at_field: t
-                        .loaded_at_field
-                        .clone()
-                        .or_else(|| source.loaded_at_field.clone()),
+                    loaded_at_field: t.loaded_at_field.clone().or_else(|| source.loaded_at_field.clone()),
                     columns: columns(&t.columns),
                     // The table's own setting, then its config's, then the source's.
                     allow_empty: t
@@ -374,33 +330,22 @@ impl Properties {
                         .or_else(|| source.config.get("allow_empty").and_then(|v| v.as_bool()))
                         .unwrap_or(false),
                     tests: {
-                        let mut tests =
-                            tests_of(file, text, &t.name, &t.columns, &t.tests, &t.data_tests);
+                        let mut tests = tests_of(file, text, &t.name, &t.columns, &t.tests, &t.data_tests);
                         // dbt source freshness (the table's block overrides the source's; `null` turns it off).
                         let block = match &t.freshness {
                             Some(serde_yaml_ng::Value::Null) => None,
                             Some(f) => Some(f.clone()),
                             None => source.freshness.clone(),
                         };
-                        let field = t
-                            .loaded_at_field
-                            .clone()
-                            .or_else(|| source.loaded_at_field.clone());
-                        if let (Some(serde_yaml_ng::Value::Mapping(mut f)), Some(field)) =
-                            (block, field)
-                        {
+                        let field = t.loaded_at_field.clone().or_else(|| source.loaded_at_field.clone());
+                        if let (Some(serde_yaml_ng::Value::Mapping(mut f)), Some(field)) = (block, field) {
                             f.insert("column".into(), field.into());
                             let spec = serde_yaml_ng::Value::Mapping(
                                 [("freshness".into(), serde_yaml_ng::Value::Mapping(f))]
                                     .into_iter()
                                     .collect(),
                             );
-                            tests.push(TestDecl {
-                                column: None,
-                                spec,
-                                file: file.to_path_buf(),
-                                line,
-                            });
+                            tests.push(TestDecl { column: None, spec, file: file.to_path_buf(), line });
                         }
                         tests
                     },
@@ -414,9 +359,7 @@ impl Properties {
 
 /// dbt-duckdb's convention: `meta: {external_location: "s3://b/{name}.parquet"}`.
 fn meta_location(meta: &BTreeMap<String, serde_yaml_ng::Value>) -> Option<String> {
-    meta.get("external_location")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
+    meta.get("external_location").and_then(|v| v.as_str()).map(str::to_string)
 }
 
 fn columns(decls: &[ColumnDecl]) -> Vec<Column> {
@@ -447,19 +390,12 @@ fn tests_of(
     let mut push = |column: Option<String>, spec: &serde_yaml_ng::Value| {
         let name = match spec {
             serde_yaml_ng::Value::String(s) => s.as_str(),
-            serde_yaml_ng::Value::Mapping(m) => {
-                m.keys().next().and_then(|k| k.as_str()).unwrap_or_default()
-            }
+            serde_yaml_ng::Value::Mapping(m) => m.keys().next().and_then(|k| k.as_str()).unwrap_or_default(),
             _ => "",
         };
         let line = text.test_line(name, from, end).map_or(from + 1, |i| i + 1);
         from = line;
-        out.push(TestDecl {
-            column,
-            spec: spec.clone(),
-            file: file.to_path_buf(),
-            line,
-        });
+        out.push(TestDecl { column, spec: spec.clone(), file: file.to_path_buf(), line });
     };
     for c in cols {
         for spec in c.tests.iter().chain(&c.data_tests) {
@@ -540,11 +476,7 @@ fn configured_paths(dir: &Path, file: &Path, text: &str, pf: &mut ProjectFile) -
     let mut target = vec![std::mem::take(&mut pf.target_path)];
     check("target-path", &mut target, true);
     pf.target_path = target.pop().unwrap_or_default();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Project(errors))
-    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::Project(errors)) }
 }
 
 fn checksum(text: &str) -> String {
@@ -557,20 +489,14 @@ fn checksum(text: &str) -> String {
 }
 
 fn stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Folder names between `root` and the file, e.g. `models/staging/crm/x.sql` -> [staging, crm].
 fn folders_below(root: &Path, path: &Path) -> Vec<String> {
     let rel = path.strip_prefix(root).unwrap_or(path);
     rel.parent()
-        .map(|p| {
-            p.components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|p| p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()
 }
 
@@ -601,9 +527,7 @@ fn walk(dir: &Path, root: &Path) -> Result<Vec<PathBuf>> {
                 continue;
             }
             let child = rel.join(&name);
-            let file_type = entry
-                .file_type()
-                .map_err(|e| Error::io("cannot list", &child, e))?;
+            let file_type = entry.file_type().map_err(|e| Error::io("cannot list", &child, e))?;
             let is_dir = if file_type.is_symlink() {
                 let target = std::fs::canonicalize(dir.join(&child))
                     .map_err(|e| Error::io("cannot follow the symlink", &child, e))?;
@@ -627,14 +551,12 @@ fn walk(dir: &Path, root: &Path) -> Result<Vec<PathBuf>> {
 
 /// Parse `--vars` (YAML or JSON mapping).
 pub fn parse_cli_vars(text: &str) -> Result<BTreeMap<String, serde_json::Value>> {
-    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
-        .map_err(|e| Error::Usage(format!("--vars is not valid YAML: {e}")))?;
+    let value: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| Error::Usage(format!("--vars is not valid YAML: {e}")))?;
     let json = serde_json::to_value(&value).map_err(|e| Error::Usage(format!("--vars: {e}")))?;
     match json {
         serde_json::Value::Object(map) => Ok(map.into_iter().collect()),
         serde_json::Value::Null => Ok(BTreeMap::new()),
-        _ => Err(Error::Usage(
-            "--vars must be a mapping, e.g. --vars '{as_of: 2024-06-30}'".into(),
-        )),
+        _ => Err(Error::Usage("--vars must be a mapping, e.g. --vars '{as_of: 2024-06-30}'".into())),
     }
 }

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-pub use config::{merge as merge_config, tags_of, ConfigLayer, Materialization};
-pub use load::{load, parse_cli_vars, PROJECT_FILES};
+pub use config::{ConfigLayer, Materialization, merge as merge_config, tags_of};
+pub use load::{PROJECT_FILES, load, parse_cli_vars};
 pub use yaml::Warning;
 
 #[derive(Debug)]
@@ -151,7 +151,11 @@ pub struct MacroFile {
 impl Project {
     /// The data tests declared on a model or seed (none for an unknown name).
     pub fn tests_of(&self, name: &str) -> &[TestDecl] {
-        self.models.get(name).map(|m| m.tests.as_slice()).or_else(|| self.seeds.get(name).map(|s| s.tests.as_slice())).unwrap_or_default()
+        self.models
+            .get(name)
+            .map(|m| m.tests.as_slice())
+            .or_else(|| self.seeds.get(name).map(|s| s.tests.as_slice()))
+            .unwrap_or_default()
     }
 
     /// Names that `ref()` can resolve: models and seeds.

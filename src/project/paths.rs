@@ -82,18 +82,10 @@ pub fn invalid_name(name: &str) -> Option<String> {
         return Some("is empty".into());
     }
     if name.len() > 128 {
-        return Some(format!(
-            "is {} characters long; the limit is 128",
-            name.len()
-        ));
+        return Some(format!("is {} characters long; the limit is 128", name.len()));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        return Some(format!(
-            "contains {c:?}; names may use only ASCII letters, digits, `_` and `-`"
-        ));
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        return Some(format!("contains {c:?}; names may use only ASCII letters, digits, `_` and `-`"));
     }
     let lower = name.to_ascii_lowercase();
     if RESERVED_NAMES.contains(&lower.as_str()) || lower.starts_with("__tally") {
@@ -108,10 +100,7 @@ mod tests {
 
     #[test]
     fn normalise_folds_dots_and_refuses_escapes() {
-        assert_eq!(
-            normalise(Path::new("target/./x/../y")).unwrap(),
-            PathBuf::from("target/y")
-        );
+        assert_eq!(normalise(Path::new("target/./x/../y")).unwrap(), PathBuf::from("target/y"));
         assert_eq!(normalise(Path::new("target/..")).unwrap(), PathBuf::new());
         assert_eq!(normalise(Path::new("target/../..")), Err(Escape::Parent));
         assert_eq!(normalise(Path::new("/etc")), Err(Escape::Absolute));
@@ -121,20 +110,11 @@ mod tests {
     fn strictly_inside_refuses_the_root_and_symlinks_out() {
         let d = tempfile::tempdir().unwrap();
         let dir = std::fs::canonicalize(d.path()).unwrap();
-        assert_eq!(
-            strictly_inside(&dir, Path::new("target/..")),
-            Err(Escape::Root)
-        );
-        assert_eq!(
-            strictly_inside(&dir, Path::new("target")).unwrap(),
-            PathBuf::from("target")
-        );
+        assert_eq!(strictly_inside(&dir, Path::new("target/..")), Err(Escape::Root));
+        assert_eq!(strictly_inside(&dir, Path::new("target")).unwrap(), PathBuf::from("target"));
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.join("out")).unwrap();
-        assert!(matches!(
-            strictly_inside(&dir, Path::new("out/target")),
-            Err(Escape::Symlink(_))
-        ));
+        assert!(matches!(strictly_inside(&dir, Path::new("out/target")), Err(Escape::Symlink(_))));
     }
 
     #[test]
@@ -143,11 +123,7 @@ mod tests {
         assert_eq!(invalid_name("daily-revenue2"), None);
         assert!(invalid_name("x%2F..%2FESCAPED").unwrap().contains("'%'"));
         assert!(invalid_name("DQ_History").unwrap().contains("reserved"));
-        assert!(
-            invalid_name("__tally_staged__x")
-                .unwrap()
-                .contains("reserved")
-        );
+        assert!(invalid_name("__tally_staged__x").unwrap().contains("reserved"));
         assert!(invalid_name("a b").is_some());
         assert!(invalid_name("é").is_some());
     }

@@ -33,7 +33,10 @@ pub fn parse<T: DeserializeOwned>(
         let (message, help) = if known_unsupported.contains(&key.as_str()) {
             (format!("`{path}` is a dbt setting tally does not use; it is ignored"), None)
         } else {
-            (format!("unknown key `{path}`; it is ignored"), Some("check the spelling against README.md, \"Project format\"".to_string()))
+            (
+                format!("unknown key `{path}`; it is ignored"),
+                Some("check the spelling against README.md, \"Project format\"".to_string()),
+            )
         };
         let mut w = Diagnostic::error(message).at(file, line, 0);
         if let Some(h) = help {

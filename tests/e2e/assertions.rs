@@ -36,18 +36,32 @@ fn tally_test_fuses_checks_and_gates_ci() {
     assert!(run.stdout.contains("7 pass, 0 warn, 0 fail, 0 error"), "{}", run.stdout);
 
     let schema = d.join("models/marts/schema.yml");
-    let text = std::fs::read_to_string(&schema).unwrap().replace("exposures:", &format!("{}\nexposures:", EXTRA.trim_end()));
+    let text = std::fs::read_to_string(&schema)
+        .unwrap()
+        .replace("exposures:", &format!("{}\nexposures:", EXTRA.trim_end()));
     std::fs::write(&schema, text).unwrap();
     let junit = d.join("out.xml");
     let run = tally(d, &["test", "--junit", junit.to_str().unwrap()]);
     run.assert_code(1);
     assert!(run.stdout.contains("9 pass, 1 warn, 4 fail, 0 error"), "{}", run.stdout);
 
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("target/run_results.json")).unwrap()).unwrap();
-    let get = |name: &str| results["assertions"].as_array().unwrap().iter().find(|a| a["name"] == name).cloned().unwrap_or_else(|| panic!("{name}: {results}"));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("target/run_results.json")).unwrap()).unwrap();
+    let get = |name: &str| {
+        results["assertions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name}: {results}"))
+    };
     assert_eq!(get("accepted_values_stg_orders_status_2")["status"], "warn");
     let av = get("accepted_values_stg_orders_status");
-    assert_eq!((av["status"].as_str(), av["failing_rows"].as_u64(), av["rows_checked"].as_u64()), (Some("fail"), Some(1), Some(5)));
+    assert_eq!(
+        (av["status"].as_str(), av["failing_rows"].as_u64(), av["rows_checked"].as_u64()),
+        (Some("fail"), Some(1), Some(5))
+    );
     let dup = get("duplicates_stg_orders_customer_id");
     assert_eq!(dup["status"], "pass");
     assert_eq!(dup["failing_rows"], 2);
@@ -55,15 +69,23 @@ fn tally_test_fuses_checks_and_gates_ci() {
     let rc = get("row_count_stg_orders");
     assert_eq!((rc["status"].as_str(), rc["observed"].as_f64()), (Some("fail"), Some(5.0)));
     let pair = get("duplicates_stg_orders_customer_id_status");
-    assert_eq!((pair["failing_rows"].as_u64(), pair["rows_checked"].as_u64(), pair["status"].as_str()), (Some(1), Some(4), Some("fail")));
+    assert_eq!(
+        (pair["failing_rows"].as_u64(), pair["rows_checked"].as_u64(), pair["status"].as_str()),
+        (Some(1), Some(4), Some("fail"))
+    );
     // Its failing rows: every row of the duplicated key, within the check's `where`.
     assert_eq!(pair["sample"], serde_json::json!(["customer_id=3, status=completed"]));
-    let stored = std::path::PathBuf::from(pair["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
+    let stored =
+        std::path::PathBuf::from(pair["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
     assert_eq!(
         rows(&read_parquet(&stored)),
-        ["order_id=2, customer_id=3, order_date=2018-01-02, status=completed", "order_id=5, customer_id=3, order_date=2018-01-05, status=completed"]
+        [
+            "order_id=2, customer_id=3, order_date=2018-01-02, status=completed",
+            "order_id=5, customer_id=3, order_date=2018-01-05, status=completed"
+        ]
     );
-    let exprs: Vec<&serde_json::Value> = results["assertions"].as_array().unwrap().iter().filter(|a| a["kind"] == "expression").collect();
+    let exprs: Vec<&serde_json::Value> =
+        results["assertions"].as_array().unwrap().iter().filter(|a| a["kind"] == "expression").collect();
     assert_eq!(exprs[0]["failing_rows"], 1);
     assert_eq!(exprs[0]["status"], "fail");
 
@@ -72,11 +94,18 @@ fn tally_test_fuses_checks_and_gates_ci() {
     assert!(xml.contains(r#"name="accepted_values_stg_orders_status" file="models/marts/schema.yml" line="39"><failure type="fail""#), "{xml}");
 
     // A check that cannot plan is a project error at its line, before any check runs.
-    let text = std::fs::read_to_string(&schema).unwrap().replace("      - expression: \"order_id > 1\"", "      - expression: \"no_such_column > 1\"\n      - expression: \"order_id > 1\"");
+    let text = std::fs::read_to_string(&schema).unwrap().replace(
+        "      - expression: \"order_id > 1\"",
+        "      - expression: \"no_such_column > 1\"\n      - expression: \"order_id > 1\"",
+    );
     std::fs::write(&schema, text).unwrap();
     let run = tally(d, &["test"]);
     run.assert_code(2);
-    assert!(run.stderr.contains("models/marts/schema.yml:") && run.stderr.contains("no_such_column"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("models/marts/schema.yml:") && run.stderr.contains("no_such_column"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stdout.contains("Assertions:"), "{}", run.stdout);
 }
 
@@ -111,7 +140,9 @@ sources:
     let check = |as_of: &str, code: i32, status: &str, hours: f64| {
         let run = tally(d, &["freshness", "--vars", &format!("{{as_of: '{as_of}'}}")]);
         run.assert_code(code);
-        let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("target/run_results.json")).unwrap()).unwrap();
+        let results: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("target/run_results.json")).unwrap())
+                .unwrap();
         let list = results["assertions"].as_array().unwrap();
         assert_eq!(list.len(), 1, "only accounts is checked: {results}");
         assert_eq!(list[0]["relation"], "crm.accounts");
@@ -138,37 +169,74 @@ fn build_gates_publishing_on_checks() {
     std::fs::write(&schema, &text).unwrap();
     // Order 1 was returned: a warning. No order has a negative amount: a pass.
     std::fs::create_dir_all(d.join("tests")).unwrap(); // git keeps no empty folder
-    std::fs::write(d.join("tests/no_returns.sql"), "{{ config(severity='warn') }}\nselect order_id from {{ ref('orders') }} where status = 'returned'\n").unwrap();
-    std::fs::write(d.join("tests/no_negative_amounts.sql"), "select * from {{ ref('orders') }} where amount < 0\n").unwrap();
+    std::fs::write(
+        d.join("tests/no_returns.sql"),
+        "{{ config(severity='warn') }}\nselect order_id from {{ ref('orders') }} where status = 'returned'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("tests/no_negative_amounts.sql"),
+        "select * from {{ ref('orders') }} where amount < 0\n",
+    )
+    .unwrap();
 
     let run = tally(d, &["build"]);
     run.assert_code(0);
     assert!(run.stdout.contains("Assertions: 9 pass, 1 warn, 0 fail, 0 error"), "{}", run.stdout);
-    assert!(run.stdout.contains("warn: no_returns tests/no_returns.sql:1: 1 failing rows\n      order_id=1\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("warn: no_returns tests/no_returns.sql:1: 1 failing rows\n      order_id=1\n"),
+        "{}",
+        run.stdout
+    );
     let results = run_results(d);
-    let rec = results["assertions"].as_array().unwrap().iter().find(|a| a["kind"] == "reconciliation").unwrap();
-    assert_eq!((rec["rows_checked"].as_u64(), rec["failing_rows"].as_u64(), rec["status"].as_str()), (Some(5), Some(0), Some("pass")), "{rec}");
+    let rec =
+        results["assertions"].as_array().unwrap().iter().find(|a| a["kind"] == "reconciliation").unwrap();
+    assert_eq!(
+        (rec["rows_checked"].as_u64(), rec["failing_rows"].as_u64(), rec["status"].as_str()),
+        (Some(5), Some(0), Some("pass")),
+        "{rec}"
+    );
     let before = rows(&read_delta(&d.join("warehouse/orders")));
 
     // --warn-error: the warning now fails, but it reads published data, so nothing is held back.
     tally(d, &["build", "--warn-error", "-q"]).assert_code(1);
 
     // A failing check on orders: not published, the previous version stays.
-    std::fs::write(&schema, text.replace("      - reconciliation:", "      - expression: \"order_id > 1\"\n      - reconciliation:")).unwrap();
+    std::fs::write(
+        &schema,
+        text.replace(
+            "      - reconciliation:",
+            "      - expression: \"order_id > 1\"\n      - reconciliation:",
+        ),
+    )
+    .unwrap();
     let run = tally(d, &["build"]);
     run.assert_code(1);
     let results = run_results(d);
     let orders = result_of(&results, "orders");
     assert_eq!(orders["status"], "error");
-    assert_eq!(orders["message"], "not published, the previous version stays: 1 assertion(s) failed: expression_orders (1 of 5 rows)");
+    assert_eq!(
+        orders["message"],
+        "not published, the previous version stays: 1 assertion(s) failed: expression_orders (1 of 5 rows)"
+    );
     assert_eq!(rows(&read_delta(&d.join("warehouse/orders"))), before);
     assert!(run.stdout.contains("fail: expression_orders models/marts/schema.yml:"), "{}", run.stdout);
     // The singular tests on orders could not run on this build's orders.
-    let singular: Vec<&serde_json::Value> = results["assertions"].as_array().unwrap().iter().filter(|a| a["kind"] == "custom").collect();
+    let singular: Vec<&serde_json::Value> =
+        results["assertions"].as_array().unwrap().iter().filter(|a| a["kind"] == "custom").collect();
     assert_eq!(singular.len(), 2);
-    assert!(singular.iter().all(|a| a["status"] == "error" && a["message"].as_str().unwrap().contains("was not built in this run")), "{singular:?}");
+    assert!(
+        singular.iter().all(|a| a["status"] == "error"
+            && a["message"].as_str().unwrap().contains("was not built in this run")),
+        "{singular:?}"
+    );
     // The failing row is kept for inspection.
-    let path = results["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "expression_orders").unwrap()["failing_rows_path"].as_str().unwrap().to_string();
+    let path =
+        results["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "expression_orders").unwrap()
+            ["failing_rows_path"]
+            .as_str()
+            .unwrap()
+            .to_string();
     assert!(std::path::Path::new(path.trim_start_matches("file://")).exists(), "{path}");
 }
 
@@ -192,6 +260,9 @@ fn a_check_waiting_on_a_skipped_model_still_runs() {
     // Its relationships check finds no customer at all: not published.
     let orders = result_of(&r, "orders");
     assert_eq!(orders["status"], "error", "{orders}");
-    assert!(orders["message"].as_str().unwrap().contains("relationships_orders_customer_id (5 of 5 rows)"), "{orders}");
+    assert!(
+        orders["message"].as_str().unwrap().contains("relationships_orders_customer_id (5 of 5 rows)"),
+        "{orders}"
+    );
     assert!(!d.join("warehouse/orders").exists(), "a rejected first version leaves no folder behind");
 }

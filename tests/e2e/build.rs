@@ -16,7 +16,10 @@ fn diamond_builds_every_materialization() {
 
     // Seed typed by column_types: amount decimal(18,2).
     let orders = read_delta(&wh.join("orders"));
-    assert_eq!(orders[0].schema().field_with_name("amount").unwrap().data_type(), &arrow::datatypes::DataType::Decimal128(18, 2));
+    assert_eq!(
+        orders[0].schema().field_with_name("amount").unwrap().data_type(),
+        &arrow::datatypes::DataType::Decimal128(18, 2)
+    );
     assert_eq!(rows(&orders).len(), 5);
 
     // c1: 10.50 + 20.00 = 3050 cents over 2 orders; c2: 5.25 + 1.00 = 625; c3: 100.00 = 10000.
@@ -38,7 +41,10 @@ fn diamond_builds_every_materialization() {
         ]
     );
     // 3 customers and 3 months, times var multiplier = 10; orders >= 20: #2 and #4.
-    assert_eq!(rows(&read_delta(&wh.join("report"))), ["kind=big_orders, n=2", "kind=customers, n=30", "kind=months, n=30"]);
+    assert_eq!(
+        rows(&read_delta(&wh.join("report"))),
+        ["kind=big_orders, n=2", "kind=customers, n=30", "kind=months, n=30"]
+    );
 
     let results = run_results(dir.path());
     assert_eq!(result_of(&results, "by_customer")["rows"], 3);
@@ -97,30 +103,63 @@ fn a_tables_order_by_holds_in_its_files_and_its_key_is_counted_as_written() {
     let dir = fixture("diamond");
     let d = dir.path();
     // A grouping over several partitions, then ordered.
-    let model = |group: &str| format!("select x % 997 as k, count(*) as n from generate_series(1, 50000) as t(x) group by {group} order by k desc\n");
+    let model = |group: &str| {
+        format!(
+            "select x % 997 as k, count(*) as n from generate_series(1, 50000) as t(x) group by {group} order by k desc\n"
+        )
+    };
     std::fs::write(d.join("models/marts/by_key.sql"), model("x % 997")).unwrap();
-    std::fs::write(d.join("models/marts/by_key.yml"), "models:\n  - name: by_key\n    columns:\n      - name: k\n        data_tests: [unique]\n").unwrap();
+    std::fs::write(
+        d.join("models/marts/by_key.yml"),
+        "models:\n  - name: by_key\n    columns:\n      - name: k\n        data_tests: [unique]\n",
+    )
+    .unwrap();
     let build = |d: &std::path::Path| build_logged(d, &["--select", "by_key", "--threads", "2"]);
-    let unique = |d: &std::path::Path| run_results(d)["assertions"].as_array().unwrap().iter().find(|a| a["name"] == "unique_by_key_k").cloned().unwrap();
+    let unique = |d: &std::path::Path| {
+        run_results(d)["assertions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "unique_by_key_k")
+            .cloned()
+            .unwrap()
+    };
 
     let (code, log) = build(d);
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains(r#"written in order counted=[["k"]]"#), "{log}");
-    let keys: Vec<i64> = read_delta(&d.join("warehouse/by_key")).iter().flat_map(|b| b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().values().to_vec()).collect();
+    let keys: Vec<i64> = read_delta(&d.join("warehouse/by_key"))
+        .iter()
+        .flat_map(|b| {
+            b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().values().to_vec()
+        })
+        .collect();
     assert_eq!(keys.len(), 997);
     assert!(keys.windows(2).all(|w| w[0] > w[1]), "not in the model's order: {:?}", &keys[..20]);
     let passed = unique(d);
-    assert_eq!((passed["status"].as_str(), passed["rows_checked"].as_u64(), passed["failing_rows"].as_u64()), (Some("pass"), Some(997), Some(0)), "{passed}");
+    assert_eq!(
+        (passed["status"].as_str(), passed["rows_checked"].as_u64(), passed["failing_rows"].as_u64()),
+        (Some("pass"), Some(997), Some(0)),
+        "{passed}"
+    );
 
     // Each key twice (odd and even x): 997 rows beyond their key's first; not published.
     std::fs::write(d.join("models/marts/by_key.sql"), model("x % 997, x % 2")).unwrap();
     let (code, log) = build(d);
     assert_eq!(code, Some(1), "{log}");
     let failed = unique(d);
-    assert_eq!((failed["status"].as_str(), failed["rows_checked"].as_u64(), failed["failing_rows"].as_u64()), (Some("fail"), Some(1994), Some(997)), "{failed}");
-    let stored = std::path::PathBuf::from(failed["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
+    assert_eq!(
+        (failed["status"].as_str(), failed["rows_checked"].as_u64(), failed["failing_rows"].as_u64()),
+        (Some("fail"), Some(1994), Some(997)),
+        "{failed}"
+    );
+    let stored =
+        std::path::PathBuf::from(failed["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
     let failing = rows(&read_parquet(&stored));
-    assert!(!failing.is_empty() && failing.len().is_multiple_of(2), "every stored key shows both its rows: {failing:?}");
+    assert!(
+        !failing.is_empty() && failing.len().is_multiple_of(2),
+        "every stored key shows both its rows: {failing:?}"
+    );
     assert_eq!(rows(&read_delta(&d.join("warehouse/by_key"))).len(), 997, "the previous version stays");
 }
 
@@ -129,10 +168,13 @@ fn compile_writes_sql_and_typed_manifest_without_running() {
     let dir = fixture("diamond");
     tally(dir.path(), &["compile"]).assert_code(0);
     assert!(!dir.path().join("warehouse").exists(), "compile must not write data");
-    let sql = std::fs::read_to_string(dir.path().join("target/compiled/models/staging/stg_orders.sql")).unwrap();
+    let sql =
+        std::fs::read_to_string(dir.path().join("target/compiled/models/staging/stg_orders.sql")).unwrap();
     assert!(sql.contains("cast(round(amount * 100) as bigint) as amount_cents"), "{sql}");
     assert!(sql.contains("from \"orders\""), "{sql}");
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("target/manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("target/manifest.json")).unwrap())
+            .unwrap();
     let node = &manifest["nodes"]["model.by_customer"];
     assert_eq!(node["depends_on"]["nodes"], serde_json::json!(["model.stg_orders"]));
     assert_eq!(node["materialized"], "table");
@@ -155,7 +197,11 @@ fn compile_removes_the_queries_of_removed_checks() {
         for relation in std::fs::read_dir(&root).unwrap() {
             let relation = relation.unwrap();
             for f in std::fs::read_dir(relation.path()).unwrap() {
-                out.push(format!("{}/{}", relation.file_name().to_string_lossy(), f.unwrap().file_name().to_string_lossy()));
+                out.push(format!(
+                    "{}/{}",
+                    relation.file_name().to_string_lossy(),
+                    f.unwrap().file_name().to_string_lossy()
+                ));
             }
         }
         out.sort();
@@ -168,7 +214,9 @@ fn compile_removes_the_queries_of_removed_checks() {
 
     // customers' two checks are removed from the YAML.
     let schema = d.join("models/marts/schema.yml");
-    let text = std::fs::read_to_string(&schema).unwrap().replace("        data_tests:\n          - unique\n          - not_null\n", "");
+    let text = std::fs::read_to_string(&schema)
+        .unwrap()
+        .replace("        data_tests:\n          - unique\n          - not_null\n", "");
     std::fs::write(&schema, text).unwrap();
     tally(d, &["compile", "-q"]).assert_code(0);
     let after = checks(d);
@@ -217,14 +265,28 @@ fn dbt_project_builds_unchanged() {
     let run = tally(dir.path(), &["build"]);
     run.assert_code(0);
     // Keys tally ignores are named with file and line, not fatal.
-    assert!(run.stderr.contains("models/marts/schema.yml:32: unknown key `models.1.colums_typo`"), "{}", run.stderr);
-    assert!(run.stderr.contains("dbt_project.yml:14: `require-dbt-version` is a dbt setting tally does not use"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("models/marts/schema.yml:32: unknown key `models.1.colums_typo`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("dbt_project.yml:14: `require-dbt-version` is a dbt setting tally does not use"),
+        "{}",
+        run.stderr
+    );
     let wh = dir.path().join("warehouse");
     // customer 1: orders 1 and 3, payments 1000 + 100 cents -> 10 + 1 dollars.
     let customers = rows(&read_delta(&wh.join("customers")));
-    assert_eq!(customers[0], "customer_id=1, first_name=Michael, last_name=P., first_order=2018-01-01, most_recent_order=2018-01-04, number_of_orders=2, customer_lifetime_value=11");
+    assert_eq!(
+        customers[0],
+        "customer_id=1, first_name=Michael, last_name=P., first_order=2018-01-01, most_recent_order=2018-01-04, number_of_orders=2, customer_lifetime_value=11"
+    );
     let orders = rows(&read_delta(&wh.join("orders")));
-    assert_eq!(orders[0], "order_id=1, customer_id=1, order_date=2018-01-01, status=returned, credit_card_amount=10, coupon_amount=0, bank_transfer_amount=0, amount=10");
+    assert_eq!(
+        orders[0],
+        "order_id=1, customer_id=1, order_date=2018-01-01, status=returned, credit_card_amount=10, coupon_amount=0, bank_transfer_amount=0, amount=10"
+    );
     // Folder config `materialized: table` without `+` applies to marts.
     assert!(!wh.join("stg_orders").exists());
     let ls = tally(dir.path(), &["ls", "-s", "tag:finance"]);
@@ -244,7 +306,8 @@ fn init_creates_a_project_that_builds() {
         ["account_id=a1, mrr=1142.00", "account_id=a2, mrr=1990.00", "account_id=a3, mrr=999.00"]
     );
     // init refuses to overwrite.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_tally")).arg("init").arg(&dir).output().unwrap();
+    let again =
+        std::process::Command::new(env!("CARGO_BIN_EXE_tally")).arg("init").arg(&dir).output().unwrap();
     assert_eq!(again.status.code(), Some(2));
 }
 

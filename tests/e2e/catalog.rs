@@ -47,12 +47,7 @@ struct Case {
 }
 
 fn parse_case(name: String, text: &str) -> Case {
-    let mut case = Case {
-        name,
-        args: vec!["build".into()],
-        exit: -1,
-        ..Case::default()
-    };
+    let mut case = Case { name, args: vec!["build".into()], exit: -1, ..Case::default() };
     let mut lines = text.split_inclusive('\n').peekable();
     while let Some(line) = lines.next_if(|l| !l.starts_with("-- ")) {
         let line = line.trim_end_matches(['\n', '\r']);
@@ -63,13 +58,11 @@ fn parse_case(name: String, text: &str) -> Case {
         if line.trim().is_empty() {
             continue;
         }
-        let (key, value) = line
-            .split_once(": ")
-            .unwrap_or_else(|| panic!("{}: bad header line {line:?}", case.name));
+        let (key, value) =
+            line.split_once(": ").unwrap_or_else(|| panic!("{}: bad header line {line:?}", case.name));
         match key {
             "args" => {
-                case.args = serde_json::from_str(value)
-                    .unwrap_or_else(|e| panic!("{}: args: {e}", case.name))
+                case.args = serde_json::from_str(value).unwrap_or_else(|e| panic!("{}: args: {e}", case.name))
             }
             "exit" => case.exit = value.parse().unwrap(),
             "says" => case.says.push(value.to_string()),
@@ -85,16 +78,8 @@ fn parse_case(name: String, text: &str) -> Case {
     }
     let mut current: Option<(String, bool, Vec<u8>)> = None;
     for line in lines {
-        if let Some(header) = line
-            .trim_end()
-            .strip_prefix("-- ")
-            .and_then(|h| h.strip_suffix(" --"))
-        {
-            case.files.extend(
-                current
-                    .take()
-                    .map(|(p, esc, b)| (p, if esc { unescape(&b) } else { b })),
-            );
+        if let Some(header) = line.trim_end().strip_prefix("-- ").and_then(|h| h.strip_suffix(" --")) {
+            case.files.extend(current.take().map(|(p, esc, b)| (p, if esc { unescape(&b) } else { b })));
             let (path, escaped) = match header.strip_suffix(" (escaped)") {
                 Some(p) => (p, true),
                 None => (header, false),
@@ -104,8 +89,7 @@ fn parse_case(name: String, text: &str) -> Case {
             body.extend_from_slice(line.as_bytes());
         }
     }
-    case.files
-        .extend(current.map(|(p, esc, b)| (p, if esc { unescape(&b) } else { b })));
+    case.files.extend(current.map(|(p, esc, b)| (p, if esc { unescape(&b) } else { b })));
     assert!(case.exit >= 0, "{}: no `exit:`", case.name);
     case
 }
@@ -132,11 +116,7 @@ fn cases() -> Vec<Case> {
     let root = repo_root().join("tests_data/errors");
     let mut out = Vec::new();
     for cat in sorted_dir(&root) {
-        if !cat.is_dir()
-            || cat
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('_'))
-        {
+        if !cat.is_dir() || cat.file_name().is_some_and(|n| n.to_string_lossy().starts_with('_')) {
             continue;
         }
         for f in sorted_dir(&cat) {
@@ -155,10 +135,7 @@ fn cases() -> Vec<Case> {
 }
 
 fn sorted_dir(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     v.sort();
     v
 }
@@ -190,16 +167,10 @@ fn write_parquet(path: &Path) {
         Field::new("name", DataType::Utf8, true),
     ]));
     let ids: Vec<i64> = (1..=2000).collect();
-    let names: Vec<String> = ids
-        .iter()
-        .map(|i| format!("name-{}", i * 7919 % 10007))
-        .collect();
+    let names: Vec<String> = ids.iter().map(|i| format!("name-{}", i * 7919 % 10007)).collect();
     let batch = arrow::record_batch::RecordBatch::try_new(
         schema.clone(),
-        vec![
-            Arc::new(Int64Array::from(ids)),
-            Arc::new(StringArray::from(names)),
-        ],
+        vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(names))],
     )
     .unwrap();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -255,10 +226,9 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
                 // without page checksums no reader can tell; 35 of 300 such
                 // flips in a zstd file did, see the closing note of issue 28.)
                 use parquet::file::reader::FileReader;
-                let reader = parquet::file::reader::SerializedFileReader::new(
-                    std::fs::File::open(at(p)).unwrap(),
-                )
-                .unwrap();
+                let reader =
+                    parquet::file::reader::SerializedFileReader::new(std::fs::File::open(at(p)).unwrap())
+                        .unwrap();
                 let rg = reader.metadata().row_group(0);
                 let col = rg.column(rg.num_columns() - 1);
                 let start = col.data_page_offset() as usize;
@@ -274,11 +244,7 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
             }
             ["copy", from, to] => {
                 std::fs::create_dir_all(at(to).parent().unwrap()).unwrap();
-                std::fs::copy(
-                    repo_root().join("tests_data/errors/_fixtures").join(from),
-                    at(to),
-                )
-                .unwrap();
+                std::fs::copy(repo_root().join("tests_data/errors/_fixtures").join(from), at(to)).unwrap();
             }
             ["outside", p, content @ ..] => {
                 let p = root.join(p);
@@ -294,10 +260,7 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
                 a.extend(args.iter().map(|s| s.to_string()));
                 let r = run(&a);
                 if r.code != 0 {
-                    return Err(format!(
-                        "{}: the setup build failed:\n{}",
-                        case.name, r.stderr
-                    ));
+                    return Err(format!("{}: the setup build failed:\n{}", case.name, r.stderr));
                 }
                 built = Some(delta_logs(&dir.join("warehouse")));
             }
@@ -309,9 +272,7 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
                     .output()
                     .is_ok_and(|o| o.status.success());
                 if !ok {
-                    return Ok(Outcome::Skipped(format!(
-                        "cannot mount a tmpfs at {p} (needs root)"
-                    )));
+                    return Ok(Outcome::Skipped(format!("cannot mount a tmpfs at {p} (needs root)")));
                 }
                 mounts.0.push(at(p));
             }
@@ -341,10 +302,7 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
     };
     let (stdout, stderr) = (shown(&r.stdout), shown(&r.stderr));
     let said = format!("{stderr}\n{stdout}");
-    let ctx = format!(
-        "{} ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        case.name, case.about
-    );
+    let ctx = format!("{} ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}", case.name, case.about);
     let mut failed = Vec::new();
     if r.code != case.exit {
         failed.push(format!("exit code {} (expected {})", r.code, case.exit));
@@ -388,10 +346,7 @@ fn run_case(case: &Case) -> Result<Outcome, String> {
     if !failed.is_empty() {
         return Err(format!("{}: {}\n{ctx}", case.name, failed.join("; ")));
     }
-    Ok(Outcome::Ran(format!(
-        "exit: {}\n--- stderr\n{stderr}\n--- stdout\n{stdout}",
-        r.code
-    )))
+    Ok(Outcome::Ran(format!("exit: {}\n--- stderr\n{stderr}\n--- stdout\n{stdout}", r.code)))
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
@@ -421,10 +376,7 @@ fn bad_input_catalog() {
     settings.add_filter(r"\d{8}T\d{6}Z-[0-9a-f]{6}", "[RUN_ID]");
     settings.add_filter(r"\d+\.\d+ ?s\b", "[T]");
     settings.add_filter(r"tally \d+\.\d+\.\d+", "tally [VERSION]");
-    settings.add_filter(
-        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-        "[UUID]",
-    );
+    settings.add_filter(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[UUID]");
     settings.add_filter(r"pid \d+", "pid [PID]");
     // DataFusion's suggestion for an unknown function is not stable between runs.
     settings.add_filter(r"Did you mean '[^']*'\?", "Did you mean [..]?");

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tally::generate::{generate, write, GenConfig, Rng};
+use tally::generate::{GenConfig, Rng, generate, write};
 
 use crate::common::*;
 use crate::revenue::reference_project;
@@ -45,7 +45,13 @@ fn kill_9_at_random_moments_never_exposes_a_partial_table() {
     // Two inputs: the same business a month apart (seed 7: billing is fresh
     // enough for the executive gate at both dates at this small scale).
     for (input, as_of) in [("a", (2025, 5, 31)), ("b", (2025, 6, 30))] {
-        let cfg = GenConfig { scale: 0.02, seed: 7, as_of: chrono::NaiveDate::from_ymd_opt(as_of.0, as_of.1, as_of.2).unwrap(), ..GenConfig::default() }.without_defects();
+        let cfg = GenConfig {
+            scale: 0.02,
+            seed: 7,
+            as_of: chrono::NaiveDate::from_ymd_opt(as_of.0, as_of.1, as_of.2).unwrap(),
+            ..GenConfig::default()
+        }
+        .without_defects();
         write(&generate(&cfg), &raw.path().join(input)).unwrap();
     }
     // What a complete build of each input publishes, and how long one takes.
@@ -64,7 +70,7 @@ fn kill_9_at_random_moments_never_exposes_a_partial_table() {
     for round in 0..25 {
         let input = if round % 2 == 0 { "a" } else { "b" };
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .env("TALLY_ALLOW_ROOT", allowed_root())
+            .env("TALLY_ALLOW_ROOT", allowed_root())
             .args(["build", "-q", "--vars", &vars(input), "--project-dir"])
             .arg(d)
             .stdout(Stdio::null())
@@ -89,7 +95,10 @@ fn kill_9_at_random_moments_never_exposes_a_partial_table() {
         }
     }
     eprintln!("{killed} of 25 builds killed before they finished, {mid_dag} in the middle of the DAG");
-    assert!(killed >= 12 && mid_dag >= 3, "the kills must land while builds run: {killed} killed, {mid_dag} mid-DAG");
+    assert!(
+        killed >= 12 && mid_dag >= 3,
+        "the kills must land while builds run: {killed} killed, {mid_dag} mid-DAG"
+    );
     // The next build completes, and publishes exactly input B's tables.
     tally(d, &["build", "-q", "--vars", &vars("b")]).assert_code(0);
     assert_eq!(snapshot(d), complete["b"]);
@@ -98,7 +107,7 @@ fn kill_9_at_random_moments_never_exposes_a_partial_table() {
     // at once with exit code 3 and says who holds the target.
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_tally"))
-        .env("TALLY_ALLOW_ROOT", allowed_root())
+            .env("TALLY_ALLOW_ROOT", allowed_root())
             .args(["build", "-q", "--vars", &vars("a"), "--project-dir"])
             .arg(d)
             .stdout(Stdio::null())

@@ -7,7 +7,10 @@ fn compile_error(name: &str) -> Run {
     let dir = fixture(&format!("errors/{name}"));
     let run = tally(dir.path(), &["build"]);
     run.assert_code(2);
-    assert!(!dir.path().join("warehouse").exists(), "a project error must stop the build before any model runs");
+    assert!(
+        !dir.path().join("warehouse").exists(),
+        "a project error must stop the build before any model runs"
+    );
     run
 }
 
@@ -19,7 +22,11 @@ fn type_error_is_caught_at_compile_time() {
     assert!(run.stderr.contains("Boolean"), "{}", run.stderr);
     // The unknown column is reported too, against its own file and line.
     assert!(run.stderr.contains("error: models/unknown_col.sql:3:5: No field named amont"), "{}", run.stderr);
-    assert!(run.stderr.contains("help: the rendered SQL is in target/compiled/models/unknown_col.sql"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("help: the rendered SQL is in target/compiled/models/unknown_col.sql"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -35,7 +42,11 @@ fn missing_ref_names_file_line_and_suggests() {
 #[test]
 fn cycle_prints_the_path() {
     let run = compile_error("cycle");
-    assert!(run.stderr.contains("error: models/a.sql:1:18: dependency cycle: a -> c -> b -> a"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("error: models/a.sql:1:18: dependency cycle: a -> c -> b -> a"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -49,7 +60,11 @@ fn malformed_yaml_names_file_and_line() {
 fn template_error_names_file_line_and_column() {
     let run = compile_error("template_error");
     // `var('threshold'` is missing its `)`: the parser stops at the `}`.
-    assert!(run.stderr.contains("error: models/broken.sql:4:31: template error: unexpected `}`, expected `,`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("error: models/broken.sql:4:31: template error: unexpected `}`, expected `,`"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

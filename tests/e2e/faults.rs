@@ -40,7 +40,14 @@ fn proxy(upstream: &str, rate: f64) -> Proxy {
     Proxy { endpoint, requests, faults }
 }
 
-fn serve(mut client: TcpStream, upstream: &str, rate: f64, rng: &Mutex<Rng>, requests: &AtomicUsize, faults: &AtomicUsize) -> std::io::Result<()> {
+fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    rate: f64,
+    rng: &Mutex<Rng>,
+    requests: &AtomicUsize,
+    faults: &AtomicUsize,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
     let mut length = 0usize;
@@ -77,7 +84,14 @@ fn serve(mut client: TcpStream, upstream: &str, rate: f64, rng: &Mutex<Rng>, req
     client.write_all(&answer)
 }
 
-const GOVERNED: [&str; 6] = ["customer_mrr_monthly", "arr_waterfall_monthly", "retention_monthly", "pipeline_coverage_quarterly", "funnel_conversion_monthly", "unit_economics_quarterly"];
+const GOVERNED: [&str; 6] = [
+    "customer_mrr_monthly",
+    "arr_waterfall_monthly",
+    "retention_monthly",
+    "pipeline_coverage_quarterly",
+    "funnel_conversion_monthly",
+    "unit_economics_quarterly",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_percent_of_store_calls_fail() {
@@ -85,7 +99,8 @@ async fn five_percent_of_store_calls_fail() {
     let bucket = format!("tally-faults-{}", std::process::id());
     let (store, raw) = bucket_with_raw_sample(&server.endpoint, &bucket).await;
     let local = reference_project();
-    tally_env(local.path(), &["build", "-q", "--vars", &format!("{{raw_root: '{}'}}", raw.display())]).assert_code(0);
+    tally_env(local.path(), &["build", "-q", "--vars", &format!("{{raw_root: '{}'}}", raw.display())])
+        .assert_code(0);
 
     let faulty = proxy(&server.endpoint, 0.05);
     let project = reference_project();
@@ -99,7 +114,8 @@ async fn five_percent_of_store_calls_fail() {
     // Complete or absent, never half published (read past the proxy).
     for table in GOVERNED {
         let on_s3 = read_delta_in(&store, &format!("warehouse/{table}")).await;
-        let whole = on_s3.is_empty() || on_s3 == rows(&read_delta(&local.path().join("warehouse").join(table)));
+        let whole =
+            on_s3.is_empty() || on_s3 == rows(&read_delta(&local.path().join("warehouse").join(table)));
         assert!(whole, "{table} is half published");
         if run.code == 0 {
             assert!(!on_s3.is_empty(), "{table}: the build succeeded but did not publish");

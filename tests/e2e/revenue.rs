@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tally::generate::{write, Table};
+use tally::generate::{Table, write};
 
 use crate::common::*;
 
@@ -51,17 +51,55 @@ fn scenario(dir: &Path) {
         let updated = ts(r[5], "08:00");
         subs.push_text(0, &[r[0], r[1], r[2], r[3], r[4], r[5], r[6], &updated, &ts(r[5], "09:00")]);
     }
-    subs.push_text(1, &["S12", "A9", "Growth", "500.00", "USD", "2023-04-01", "", "2023-04-02T08:00:00", "2023-04-02T09:00:00"]);
-    subs.push_text(1, &["S1", "A1", "Starter", "100.00", "USD", "2023-01-15", "", "2023-01-15T08:00:00", "2023-01-20T09:00:00"]);
+    subs.push_text(
+        1,
+        &[
+            "S12",
+            "A9",
+            "Growth",
+            "500.00",
+            "USD",
+            "2023-04-01",
+            "",
+            "2023-04-02T08:00:00",
+            "2023-04-02T09:00:00",
+        ],
+    );
+    subs.push_text(
+        1,
+        &[
+            "S1",
+            "A1",
+            "Starter",
+            "100.00",
+            "USD",
+            "2023-01-15",
+            "",
+            "2023-01-15T08:00:00",
+            "2023-01-20T09:00:00",
+        ],
+    );
 
     // ---------------- fx_rates ----------------
     // EUR: 2023-01 1.10, 2023-02 1.20, (no 2023-03), 2023-04..2024-01 1.30, (no 2024-02), 2024-03 1.15, 2024-04..06 1.40.
     // GBP: only 2023-01 1.25. A USD row of 0.5 is ignored: USD is always 1.
     let mut fx = Table::spec("fx_rates");
     let eur = [
-        ("2023-01-01", "1.10"), ("2023-02-01", "1.20"), ("2023-04-01", "1.30"), ("2023-05-01", "1.30"), ("2023-06-01", "1.30"),
-        ("2023-07-01", "1.30"), ("2023-08-01", "1.30"), ("2023-09-01", "1.30"), ("2023-10-01", "1.30"), ("2023-11-01", "1.30"),
-        ("2023-12-01", "1.30"), ("2024-01-01", "1.30"), ("2024-03-01", "1.15"), ("2024-04-01", "1.40"), ("2024-05-01", "1.40"),
+        ("2023-01-01", "1.10"),
+        ("2023-02-01", "1.20"),
+        ("2023-04-01", "1.30"),
+        ("2023-05-01", "1.30"),
+        ("2023-06-01", "1.30"),
+        ("2023-07-01", "1.30"),
+        ("2023-08-01", "1.30"),
+        ("2023-09-01", "1.30"),
+        ("2023-10-01", "1.30"),
+        ("2023-11-01", "1.30"),
+        ("2023-12-01", "1.30"),
+        ("2024-01-01", "1.30"),
+        ("2024-03-01", "1.15"),
+        ("2024-04-01", "1.40"),
+        ("2024-05-01", "1.40"),
         ("2024-06-01", "1.40"),
     ];
     for (m, r) in eur {
@@ -79,18 +117,65 @@ fn scenario(dir: &Path) {
     users.push_text(0, &["U2", "Bo", "AE", "Velocity", "NA", "5000.00", "2022-01-01", "false", T0, T0]);
     users.push_text(0, &["U3", "Cy", "AE", "Enterprise", "EMEA", "20000.00", "2022-01-01", "true", T0, T0]);
     users.push_text(0, &["U4", "Di", "SDR", "Growth", "NA", "", "2022-01-01", "true", T0, T0]);
-    users.push_text(1, &["U3", "Cy", "AE", "Enterprise", "EMEA", "25000.00", "2022-01-01", "true", "2023-01-02T00:00:00", "2023-01-02T01:00:00"]);
+    users.push_text(
+        1,
+        &[
+            "U3",
+            "Cy",
+            "AE",
+            "Enterprise",
+            "EMEA",
+            "25000.00",
+            "2022-01-01",
+            "true",
+            "2023-01-02T00:00:00",
+            "2023-01-02T01:00:00",
+        ],
+    );
 
     // ---------------- crm_accounts ----------------
     let mut accounts = Table::spec("crm_accounts");
     for i in 1..=12 {
         let id = format!("A{i}");
-        accounts.push_text(0, &[&id, &format!("Account {i}"), "Software", "SMB", "NA", "50", "U1", T0, T0, "false", T0]);
+        accounts.push_text(
+            0,
+            &[&id, &format!("Account {i}"), "Software", "SMB", "NA", "50", "U1", T0, T0, "false", T0],
+        );
     }
     accounts.push_text(0, &["", "Nameless", "Software", "SMB", "NA", "5", "U1", T0, T0, "false", T0]);
     // A10: updated, then deleted in a later delivery: the delete wins.
-    accounts.push_text(1, &["A10", "Account 10", "Software", "MM", "NA", "60", "U1", T0, "2024-02-01T00:00:00", "false", "2024-02-01T01:00:00"]);
-    accounts.push_text(1, &["A10", "Account 10", "Software", "MM", "NA", "60", "U1", T0, "2024-03-01T00:00:00", "true", "2024-03-01T01:00:00"]);
+    accounts.push_text(
+        1,
+        &[
+            "A10",
+            "Account 10",
+            "Software",
+            "MM",
+            "NA",
+            "60",
+            "U1",
+            T0,
+            "2024-02-01T00:00:00",
+            "false",
+            "2024-02-01T01:00:00",
+        ],
+    );
+    accounts.push_text(
+        1,
+        &[
+            "A10",
+            "Account 10",
+            "Software",
+            "MM",
+            "NA",
+            "60",
+            "U1",
+            T0,
+            "2024-03-01T00:00:00",
+            "true",
+            "2024-03-01T01:00:00",
+        ],
+    );
 
     // ---------------- crm_opportunities ----------------
     // EUR O2 closes in Mar-24 -> 1.15: 1000.00 -> 1150.00. EUR O4 closes in Feb-24 (no rate) -> Jan's 1.30: 2600.00.
@@ -110,34 +195,218 @@ fn scenario(dir: &Path) {
         ["O12", "A1", "Expansion", "Demo", "Pipeline", "800.00", "USD", "2024-06-10", ""],
         ["O13", "A2", "New Business", "Closed Won", "Closed", "30000.00", "USD", "2024-03-30", "false"],
     ] {
-        opps.push_text(0, &[r[0], r[1], "U1", r[2], r[3], r[4], r[5], r[6], r[7], "2024-01-01T00:00:00", "2024-01-02T00:00:00", r[8], "2024-01-02T01:00:00"]);
+        opps.push_text(
+            0,
+            &[
+                r[0],
+                r[1],
+                "U1",
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                "2024-01-01T00:00:00",
+                "2024-01-02T00:00:00",
+                r[8],
+                "2024-01-02T01:00:00",
+            ],
+        );
     }
     // O9: an update, then a delete that arrives after it -> gone.
-    opps.push_text(1, &["O9", "A10", "U1", "New Business", "Closed Won", "Closed", "60000.00", "USD", "2024-03-01", "2024-01-01T00:00:00", "2024-03-02T00:00:00", "false", "2024-03-02T01:00:00"]);
-    opps.push_text(1, &["O9", "A10", "U1", "New Business", "Closed Won", "Closed", "60000.00", "USD", "2024-03-01", "2024-01-01T00:00:00", "2024-03-03T00:00:00", "true", "2024-03-03T01:00:00"]);
+    opps.push_text(
+        1,
+        &[
+            "O9",
+            "A10",
+            "U1",
+            "New Business",
+            "Closed Won",
+            "Closed",
+            "60000.00",
+            "USD",
+            "2024-03-01",
+            "2024-01-01T00:00:00",
+            "2024-03-02T00:00:00",
+            "false",
+            "2024-03-02T01:00:00",
+        ],
+    );
+    opps.push_text(
+        1,
+        &[
+            "O9",
+            "A10",
+            "U1",
+            "New Business",
+            "Closed Won",
+            "Closed",
+            "60000.00",
+            "USD",
+            "2024-03-01",
+            "2024-01-01T00:00:00",
+            "2024-03-03T00:00:00",
+            "true",
+            "2024-03-03T01:00:00",
+        ],
+    );
     // O1 re-delivered unchanged.
-    opps.push_text(1, &["O1", "A1", "U1", "New Business", "Closed Won", "Closed", "5000.00", "USD", "2024-02-10", "2024-01-01T00:00:00", "2024-01-02T00:00:00", "false", "2024-01-05T01:00:00"]);
+    opps.push_text(
+        1,
+        &[
+            "O1",
+            "A1",
+            "U1",
+            "New Business",
+            "Closed Won",
+            "Closed",
+            "5000.00",
+            "USD",
+            "2024-02-10",
+            "2024-01-01T00:00:00",
+            "2024-01-02T00:00:00",
+            "false",
+            "2024-01-05T01:00:00",
+        ],
+    );
 
     // ---------------- crm_leads ----------------
     // Jan-24: L1 (converted to O1, won, 10.5 days), L2 (converted to O7, lost, 1.25 days), L3 (MQL only,
     // re-delivered), L4 (created 23:30 UTC on Jan 31: still January). Feb-24: L5 (converted to deleted O9: not
     // won, 2 days), L6 (converted to an unknown id, no converted_at). L7 deleted after an update; a null-key lead.
     let mut leads = Table::spec("crm_leads");
-    let lead = |t: &mut Table, file: usize, id: &str, created: &str, mql: &str, sql: &str, conv: &str, opp: &str, updated: &str, deleted: &str| {
+    let lead = |t: &mut Table,
+                file: usize,
+                id: &str,
+                created: &str,
+                mql: &str,
+                sql: &str,
+                conv: &str,
+                opp: &str,
+                updated: &str,
+                deleted: &str| {
         let loaded = updated.replace("T00", "T01");
-        t.push_text(file, &[id, "x@example.com", "Co", "Web", "Open", "U4", created, mql, sql, conv, "", opp, updated, deleted, &loaded]);
+        t.push_text(
+            file,
+            &[
+                id,
+                "x@example.com",
+                "Co",
+                "Web",
+                "Open",
+                "U4",
+                created,
+                mql,
+                sql,
+                conv,
+                "",
+                opp,
+                updated,
+                deleted,
+                &loaded,
+            ],
+        );
     };
-    lead(&mut leads, 0, "L1", "2024-01-05T00:00:00", "2024-01-06T00:00:00", "2024-01-10T00:00:00", "2024-01-15T12:00:00", "O1", "2024-01-16T00:00:00", "false");
-    lead(&mut leads, 0, "L2", "2024-01-10T00:00:00", "2024-01-10T06:00:00", "2024-01-10T12:00:00", "2024-01-11T06:00:00", "O7", "2024-01-12T00:00:00", "false");
-    lead(&mut leads, 0, "L3", "2024-01-20T00:00:00", "2024-01-21T00:00:00", "", "", "", "2024-01-22T00:00:00", "false");
+    lead(
+        &mut leads,
+        0,
+        "L1",
+        "2024-01-05T00:00:00",
+        "2024-01-06T00:00:00",
+        "2024-01-10T00:00:00",
+        "2024-01-15T12:00:00",
+        "O1",
+        "2024-01-16T00:00:00",
+        "false",
+    );
+    lead(
+        &mut leads,
+        0,
+        "L2",
+        "2024-01-10T00:00:00",
+        "2024-01-10T06:00:00",
+        "2024-01-10T12:00:00",
+        "2024-01-11T06:00:00",
+        "O7",
+        "2024-01-12T00:00:00",
+        "false",
+    );
+    lead(
+        &mut leads,
+        0,
+        "L3",
+        "2024-01-20T00:00:00",
+        "2024-01-21T00:00:00",
+        "",
+        "",
+        "",
+        "2024-01-22T00:00:00",
+        "false",
+    );
     lead(&mut leads, 0, "L4", "2024-01-31T23:30:00", "", "", "", "", "2024-02-01T00:00:00", "");
-    lead(&mut leads, 0, "L5", "2024-02-01T00:30:00", "2024-02-01T06:00:00", "2024-02-02T00:00:00", "2024-02-03T00:30:00", "O9", "2024-02-04T00:00:00", "false");
-    lead(&mut leads, 0, "L6", "2024-02-10T00:00:00", "2024-02-11T00:00:00", "2024-02-12T00:00:00", "", "O404", "2024-02-13T00:00:00", "false");
+    lead(
+        &mut leads,
+        0,
+        "L5",
+        "2024-02-01T00:30:00",
+        "2024-02-01T06:00:00",
+        "2024-02-02T00:00:00",
+        "2024-02-03T00:30:00",
+        "O9",
+        "2024-02-04T00:00:00",
+        "false",
+    );
+    lead(
+        &mut leads,
+        0,
+        "L6",
+        "2024-02-10T00:00:00",
+        "2024-02-11T00:00:00",
+        "2024-02-12T00:00:00",
+        "",
+        "O404",
+        "2024-02-13T00:00:00",
+        "false",
+    );
     lead(&mut leads, 0, "L7", "2024-02-15T00:00:00", "", "", "", "", "2024-02-15T00:00:00", "false");
     lead(&mut leads, 0, "", "2024-02-16T00:00:00", "", "", "", "", "2024-02-16T00:00:00", "false");
-    lead(&mut leads, 1, "L3", "2024-01-20T00:00:00", "2024-01-21T00:00:00", "", "", "", "2024-01-22T00:00:00", "false");
-    lead(&mut leads, 1, "L7", "2024-02-15T00:00:00", "2024-02-16T00:00:00", "", "", "", "2024-02-17T00:00:00", "false");
-    lead(&mut leads, 1, "L7", "2024-02-15T00:00:00", "2024-02-16T00:00:00", "", "", "", "2024-02-18T00:00:00", "true");
+    lead(
+        &mut leads,
+        1,
+        "L3",
+        "2024-01-20T00:00:00",
+        "2024-01-21T00:00:00",
+        "",
+        "",
+        "",
+        "2024-01-22T00:00:00",
+        "false",
+    );
+    lead(
+        &mut leads,
+        1,
+        "L7",
+        "2024-02-15T00:00:00",
+        "2024-02-16T00:00:00",
+        "",
+        "",
+        "",
+        "2024-02-17T00:00:00",
+        "false",
+    );
+    lead(
+        &mut leads,
+        1,
+        "L7",
+        "2024-02-15T00:00:00",
+        "2024-02-16T00:00:00",
+        "",
+        "",
+        "",
+        "2024-02-18T00:00:00",
+        "true",
+    );
 
     // ---------------- gtm_spend ----------------
     // 2023-Q4: 3 x 1000 = 3000. 2024-Q1: Jan 2000 corrected to 2500 by a later load, + Feb 500 = 3000. Nothing else.
@@ -227,7 +496,9 @@ fn scenario_matches_hand_computed_metrics() {
     ] {
         assert!(cmm.contains(&want.to_string()), "missing {want}");
     }
-    assert!(!cmm.iter().any(|r| r.starts_with("account_id=A8,") || r.starts_with("account_id=A11,") || r.starts_with("account_id=NULL")));
+    assert!(!cmm.iter().any(|r| r.starts_with("account_id=A8,")
+        || r.starts_with("account_id=A11,")
+        || r.starts_with("account_id=NULL")));
 
     // ---- §4.2 arr_waterfall_monthly ----
     // month: starting, new, reactivation, expansion, contraction, churned, ending | start, new, react, churned, end
@@ -253,8 +524,17 @@ fn scenario_matches_hand_computed_metrics() {
         ("2024-06-01", ["20520.00", "0.00", "0.00", "0.00", "0.00", "0.00", "20520.00"], [8, 0, 0, 0, 8]),
     ];
     assert_eq!(wf.len(), expected.len());
-    let money = ["starting_arr", "new_arr", "reactivation_arr", "expansion_arr", "contraction_arr", "churned_arr", "ending_arr"];
-    let counts = ["customers_start", "customers_new", "customers_reactivated", "customers_churned", "customers_end"];
+    let money = [
+        "starting_arr",
+        "new_arr",
+        "reactivation_arr",
+        "expansion_arr",
+        "contraction_arr",
+        "churned_arr",
+        "ending_arr",
+    ];
+    let counts =
+        ["customers_start", "customers_new", "customers_reactivated", "customers_churned", "customers_end"];
     for (month, m, c) in expected {
         let row = &wf[month];
         for (col, want) in money.iter().zip(m) {
@@ -300,11 +580,27 @@ fn scenario_matches_hand_computed_metrics() {
     // Q3: open O8 125.00, weighted 6.25.
     let pc = table(d, "pipeline_coverage_quarterly", "quarter");
     assert_eq!(pc.keys().collect::<Vec<_>>(), ["2024-Q1", "2024-Q2", "2024-Q3"]);
-    let cols = ["quota_usd", "closed_won_usd", "remaining_quota_usd", "open_pipeline_usd", "commit_usd", "best_case_usd", "weighted_pipeline_usd"];
+    let cols = [
+        "quota_usd",
+        "closed_won_usd",
+        "remaining_quota_usd",
+        "open_pipeline_usd",
+        "commit_usd",
+        "best_case_usd",
+        "weighted_pipeline_usd",
+    ];
     for (q, want, coverage) in [
         ("2024-Q1", ["35000.00", "36150.00", "-1150.00", "2600.00", "2600.00", "0.00", "1820.00"], None),
-        ("2024-Q2", ["35000.00", "0.00", "35000.00", "5034.57", "0.00", "3000.00", "1483.46"], Some(5034.57 / 35000.0)),
-        ("2024-Q3", ["35000.00", "0.00", "35000.00", "125.00", "0.00", "0.00", "6.25"], Some(125.0 / 35000.0)),
+        (
+            "2024-Q2",
+            ["35000.00", "0.00", "35000.00", "5034.57", "0.00", "3000.00", "1483.46"],
+            Some(5034.57 / 35000.0),
+        ),
+        (
+            "2024-Q3",
+            ["35000.00", "0.00", "35000.00", "125.00", "0.00", "0.00", "6.25"],
+            Some(125.0 / 35000.0),
+        ),
     ] {
         for (col, w) in cols.iter().zip(want) {
             assert_eq!(pc[q][*col], w, "{q} {col}");
@@ -318,14 +614,20 @@ fn scenario_matches_hand_computed_metrics() {
     let fun = table(d, "funnel_conversion_monthly", "month");
     assert_eq!(fun.len(), 2);
     let jan = &fun["2024-01-01"];
-    assert_eq!([&jan["leads"], &jan["mqls"], &jan["sqls"], &jan["converted"], &jan["won"]], ["4", "3", "2", "2", "1"]);
+    assert_eq!(
+        [&jan["leads"], &jan["mqls"], &jan["sqls"], &jan["converted"], &jan["won"]],
+        ["4", "3", "2", "2", "1"]
+    );
     close(f(jan, "lead_to_mql"), Some(0.75), "lead_to_mql");
     close(f(jan, "mql_to_sql"), Some(2.0 / 3.0), "mql_to_sql");
     close(f(jan, "sql_to_opportunity"), Some(1.0), "sql_to_opportunity");
     close(f(jan, "opportunity_to_won"), Some(0.5), "opportunity_to_won");
     close(f(jan, "avg_days_to_convert"), Some(5.875), "avg_days_to_convert");
     let feb = &fun["2024-02-01"];
-    assert_eq!([&feb["leads"], &feb["mqls"], &feb["sqls"], &feb["converted"], &feb["won"]], ["2", "2", "2", "2", "0"]);
+    assert_eq!(
+        [&feb["leads"], &feb["mqls"], &feb["sqls"], &feb["converted"], &feb["won"]],
+        ["2", "2", "2", "2", "0"]
+    );
     close(f(feb, "opportunity_to_won"), Some(0.0), "opportunity_to_won");
     close(f(feb, "avg_days_to_convert"), Some(2.0), "avg_days_to_convert");
 
@@ -343,17 +645,71 @@ fn scenario_matches_hand_computed_metrics() {
     assert_eq!(ue.len(), 6);
     type Want = (&'static str, &'static str, &'static str, &'static str, &'static str, [Option<f64>; 7]);
     let expected: [Want; 6] = [
-        ("2023-Q1", "0.00", "7", "18120.00", "18120.00", [Some(0.0), None, Some(18120.0 / 84.0), None, None, None, Some(0.0)]),
-        ("2023-Q2", "0.00", "1", "6000.00", "4800.00", [Some(0.0), None, Some(22920.0 / 84.0), Some(1.0 / 21.0), Some(4584.0), None, Some(0.0)]),
-        ("2023-Q3", "0.00", "0", "0.00", "-2400.00", [None, None, Some(20520.0 / 84.0), Some(0.0), None, None, None]),
-        ("2023-Q4", "3000.00", "0", "0.00", "-3000.00", [None, None, Some(17520.0 / 84.0), Some(1.0 / 21.0), Some(3504.0), None, None]),
-        ("2024-Q1", "3000.00", "1", "3000.00", "3000.00", [Some(3000.0), Some(1.0), Some(213.75), Some(0.0), None, None, Some(3000.0 / 171.0)]),
-        ("2024-Q2", "0.00", "0", "0.00", "0.00", [None, Some(0.0), Some(213.75), Some(0.0), None, None, None]),
+        (
+            "2023-Q1",
+            "0.00",
+            "7",
+            "18120.00",
+            "18120.00",
+            [Some(0.0), None, Some(18120.0 / 84.0), None, None, None, Some(0.0)],
+        ),
+        (
+            "2023-Q2",
+            "0.00",
+            "1",
+            "6000.00",
+            "4800.00",
+            [Some(0.0), None, Some(22920.0 / 84.0), Some(1.0 / 21.0), Some(4584.0), None, Some(0.0)],
+        ),
+        (
+            "2023-Q3",
+            "0.00",
+            "0",
+            "0.00",
+            "-2400.00",
+            [None, None, Some(20520.0 / 84.0), Some(0.0), None, None, None],
+        ),
+        (
+            "2023-Q4",
+            "3000.00",
+            "0",
+            "0.00",
+            "-3000.00",
+            [None, None, Some(17520.0 / 84.0), Some(1.0 / 21.0), Some(3504.0), None, None],
+        ),
+        (
+            "2024-Q1",
+            "3000.00",
+            "1",
+            "3000.00",
+            "3000.00",
+            [Some(3000.0), Some(1.0), Some(213.75), Some(0.0), None, None, Some(3000.0 / 171.0)],
+        ),
+        (
+            "2024-Q2",
+            "0.00",
+            "0",
+            "0.00",
+            "0.00",
+            [None, Some(0.0), Some(213.75), Some(0.0), None, None, None],
+        ),
     ];
-    let ratios = ["cac", "magic_number", "arpa_monthly", "monthly_logo_churn", "ltv", "ltv_to_cac", "cac_payback_months"];
+    let ratios = [
+        "cac",
+        "magic_number",
+        "arpa_monthly",
+        "monthly_logo_churn",
+        "ltv",
+        "ltv_to_cac",
+        "cac_payback_months",
+    ];
     for (q, spend, new, new_arr, net_new, r) in expected {
         let row = &ue[q];
-        assert_eq!([&row["sm_spend_usd"], &row["new_customers"], &row["new_arr"], &row["net_new_arr"]], [spend, new, new_arr, net_new], "{q}");
+        assert_eq!(
+            [&row["sm_spend_usd"], &row["new_customers"], &row["new_arr"], &row["net_new_arr"]],
+            [spend, new, new_arr, net_new],
+            "{q}"
+        );
         for (col, want) in ratios.iter().zip(r) {
             close(f(row, col), want, &format!("{q} {col}"));
         }

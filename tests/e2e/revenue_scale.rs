@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Datelike;
-use tally::generate::{date, generate, write, GenConfig, Table, V};
+use tally::generate::{GenConfig, Table, V, date, generate, write};
 
 use crate::common::*;
 use crate::revenue::reference_project;
@@ -32,7 +32,8 @@ fn col(t: &Table, name: &str) -> usize {
 fn staged<'a>(t: &'a Table, key: &str) -> Vec<&'a Vec<V>> {
     let (k, u, l) = (col(t, key), t.updated_at, t.loaded_at);
     let mut best: BTreeMap<String, &Vec<V>> = BTreeMap::new();
-    let rank = |r: &Vec<V>| (u.and_then(|u| r[u].ts()).map_or((0, 0), |x| (1, x)), r[l].ts().unwrap_or(i64::MIN));
+    let rank =
+        |r: &Vec<V>| (u.and_then(|u| r[u].ts()).map_or((0, 0), |x| (1, x)), r[l].ts().unwrap_or(i64::MIN));
     for r in t.files.iter().flatten() {
         let V::S(id) = &r[k] else { continue };
         if best.get(id).is_none_or(|b| rank(r) > rank(b)) {
@@ -53,7 +54,10 @@ fn scale_1_identities_and_independent_pipeline() {
     tally(project.path(), &["build", "-q", "--vars", &vars]).assert_code(0);
     let wh = project.path().join("warehouse");
     let field = |row: &str, name: &str| -> String {
-        row.split(", ").find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("{name} in {row}")).to_string()
+        row.split(", ")
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in {row}"))
+            .to_string()
     };
 
     // Waterfall identity to the cent, and starting(M) = ending(M-1).
@@ -64,7 +68,9 @@ fn scale_1_identities_and_independent_pipeline() {
         let c = |n: &str| cents(&field(row, n));
         assert_eq!(
             c("ending_arr"),
-            c("starting_arr") + c("new_arr") + c("reactivation_arr") + c("expansion_arr") - c("contraction_arr") - c("churned_arr"),
+            c("starting_arr") + c("new_arr") + c("reactivation_arr") + c("expansion_arr")
+                - c("contraction_arr")
+                - c("churned_arr"),
             "{row}"
         );
         assert_eq!(c("starting_arr"), prev_end, "{row}");
@@ -98,7 +104,9 @@ fn scale_1_identities_and_independent_pipeline() {
         }
         let d = date(day);
         let month = tally::generate::day(chrono::NaiveDate::from_ymd_opt(d.year(), d.month(), 1).unwrap());
-        fx.range((currency.to_string(), i32::MIN)..=(currency.to_string(), month)).next_back().map(|(_, (_, r))| *r)
+        fx.range((currency.to_string(), i32::MIN)..=(currency.to_string(), month))
+            .next_back()
+            .map(|(_, (_, r))| *r)
     };
     let users = t("crm_users");
     let quota: i128 = staged(users, "user_id")
@@ -107,7 +115,13 @@ fn scale_1_identities_and_independent_pipeline() {
         .map(|r| if let V::D(q) = r[col(users, "quarterly_quota")] { q } else { 0 })
         .sum();
     let opps = t("crm_opportunities");
-    let (ty, st, amt, cur, close) = (col(opps, "opportunity_type"), col(opps, "stage"), col(opps, "amount"), col(opps, "currency"), col(opps, "close_date"));
+    let (ty, st, amt, cur, close) = (
+        col(opps, "opportunity_type"),
+        col(opps, "stage"),
+        col(opps, "amount"),
+        col(opps, "currency"),
+        col(opps, "close_date"),
+    );
     #[derive(Default)]
     struct Q {
         won: i128,
@@ -119,7 +133,10 @@ fn scale_1_identities_and_independent_pipeline() {
         let V::Day(day) = r[close] else { continue };
         let d = date(day);
         let q = quarters.entry(format!("{}-Q{}", d.year(), (d.month() - 1) / 3 + 1)).or_default();
-        let (V::S(kind), V::S(stage), V::D(amount), V::S(currency)) = (&r[ty], &r[st], &r[amt], &r[cur]) else { continue };
+        let (V::S(kind), V::S(stage), V::D(amount), V::S(currency)) = (&r[ty], &r[st], &r[amt], &r[cur])
+        else {
+            continue;
+        };
         if kind != "New Business" && kind != "Expansion" {
             continue;
         }

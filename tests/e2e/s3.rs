@@ -17,7 +17,7 @@ use std::sync::Arc;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use tally::storage::{store_for, StorageOptions};
+use tally::storage::{StorageOptions, store_for};
 use url::Url;
 
 use crate::common::*;
@@ -46,12 +46,23 @@ pub fn server() -> Option<Server> {
     }
     let moto = repo_root().join("target/s3-venv/bin/moto_server");
     if !moto.exists() {
-        assert!(std::env::var("TALLY_REQUIRE_S3").is_err(), "TALLY_REQUIRE_S3 is set but there is no S3 server: {} is missing", moto.display());
-        eprintln!("SKIPPED s3 test: no S3 server (set TALLY_S3_ENDPOINT, or run .ci/run which installs moto)");
+        assert!(
+            std::env::var("TALLY_REQUIRE_S3").is_err(),
+            "TALLY_REQUIRE_S3 is set but there is no S3 server: {} is missing",
+            moto.display()
+        );
+        eprintln!(
+            "SKIPPED s3 test: no S3 server (set TALLY_S3_ENDPOINT, or run .ci/run which installs moto)"
+        );
         return None;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(moto).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let child = Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Owned from here on: a server that never answers is killed by the panic.
     let server = Server { endpoint: format!("http://127.0.0.1:{port}"), child: Some(child) };
     for _ in 0..100 {
@@ -67,7 +78,8 @@ pub fn server() -> Option<Server> {
 pub fn create_bucket(endpoint: &str, bucket: &str) {
     let addr = endpoint.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
@@ -86,8 +98,10 @@ pub fn options(endpoint: &str) -> StorageOptions {
 /// All rows of the Delta table at `prefix` in `store`, replaying its log.
 pub async fn read_delta_in(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
     use futures::TryStreamExt;
-    let log: Vec<_> = store.list(Some(&StorePath::from(format!("{prefix}/_delta_log")))).try_collect().await.unwrap();
-    let mut commits: Vec<String> = log.iter().map(|m| m.location.to_string()).filter(|p| p.ends_with(".json")).collect();
+    let log: Vec<_> =
+        store.list(Some(&StorePath::from(format!("{prefix}/_delta_log")))).try_collect().await.unwrap();
+    let mut commits: Vec<String> =
+        log.iter().map(|m| m.location.to_string()).filter(|p| p.ends_with(".json")).collect();
     commits.sort();
     let mut texts = Vec::new();
     for c in commits {
@@ -96,7 +110,8 @@ pub async fn read_delta_in(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<St
     }
     let mut batches = Vec::new();
     for f in active_files(&texts) {
-        let bytes = store.get(&StorePath::from(format!("{prefix}/{f}"))).await.unwrap().bytes().await.unwrap();
+        let bytes =
+            store.get(&StorePath::from(format!("{prefix}/{f}"))).await.unwrap().bytes().await.unwrap();
         for b in ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap() {
             batches.push(b.unwrap());
         }
@@ -106,7 +121,10 @@ pub async fn read_delta_in(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<St
 
 /// A new bucket holding the committed raw sample under `raw/`; its store and
 /// the sample's local folder.
-pub async fn bucket_with_raw_sample(endpoint: &str, bucket: &str) -> (Arc<dyn ObjectStore>, std::path::PathBuf) {
+pub async fn bucket_with_raw_sample(
+    endpoint: &str,
+    bucket: &str,
+) -> (Arc<dyn ObjectStore>, std::path::PathBuf) {
     create_bucket(endpoint, bucket);
     let store = store_for(&Url::parse(&format!("s3://{bucket}/")).unwrap(), &options(endpoint)).unwrap();
     let raw = repo_root().join("tests_data/raw");
@@ -114,8 +132,12 @@ pub async fn bucket_with_raw_sample(endpoint: &str, bucket: &str) -> (Arc<dyn Ob
         let table = table.unwrap();
         for file in std::fs::read_dir(table.path()).unwrap() {
             let file = file.unwrap();
-            let key = format!("raw/{}/{}", table.file_name().to_string_lossy(), file.file_name().to_string_lossy());
-            store.put(&StorePath::from(key), PutPayload::from(std::fs::read(file.path()).unwrap())).await.unwrap();
+            let key =
+                format!("raw/{}/{}", table.file_name().to_string_lossy(), file.file_name().to_string_lossy());
+            store
+                .put(&StorePath::from(key), PutPayload::from(std::fs::read(file.path()).unwrap()))
+                .await
+                .unwrap();
         }
     }
     (store, raw)
@@ -144,7 +166,11 @@ pub fn tally_env(d: &Path, args: &[&str]) -> Run {
         .env("TALLY_TEST_SECRET", SECRET)
         .output()
         .unwrap();
-    Run { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into(), stderr: String::from_utf8_lossy(&out.stderr).into() }
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +181,8 @@ async fn reference_project_on_s3_reads_back_without_tally() {
 
     // The same project twice: on local disk, and on the bucket (credentials from the environment).
     let local = reference_project();
-    let local_run = tally_env(local.path(), &["build", "-q", "--vars", &format!("{{raw_root: '{}'}}", raw.display())]);
+    let local_run =
+        tally_env(local.path(), &["build", "-q", "--vars", &format!("{{raw_root: '{}'}}", raw.display())]);
     let project = reference_project();
     let d = project.path();
     write_profile(d, &bucket, &server.endpoint);
@@ -166,7 +193,15 @@ async fn reference_project_on_s3_reads_back_without_tally() {
     assert!(run.stdout.contains(" 0 error, 0 skipped"), "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("Assertions: 55 pass, 9 warn, 0 fail, 0 error"), "{}", run.stdout);
 
-    for table in ["customer_mrr_monthly", "arr_waterfall_monthly", "retention_monthly", "pipeline_coverage_quarterly", "funnel_conversion_monthly", "unit_economics_quarterly", "dq_scorecard"] {
+    for table in [
+        "customer_mrr_monthly",
+        "arr_waterfall_monthly",
+        "retention_monthly",
+        "pipeline_coverage_quarterly",
+        "funnel_conversion_monthly",
+        "unit_economics_quarterly",
+        "dq_scorecard",
+    ] {
         let on_s3 = read_delta_in(&store, &format!("warehouse/{table}")).await;
         assert!(!on_s3.is_empty(), "{table} is empty on S3");
         if table != "dq_scorecard" {
@@ -192,8 +227,11 @@ async fn reference_project_on_s3_reads_back_without_tally() {
     let wh = Url::parse(&format!("s3://{bucket}/race/")).unwrap();
     let takers = (0..8).map(|i| {
         let (store, wh) = (store.clone(), wh.clone());
-        tokio::spawn(async move { tally::lease::Lease::acquire(store, &wh, &format!("r{i}"), "build").await.ok() })
+        tokio::spawn(
+            async move { tally::lease::Lease::acquire(store, &wh, &format!("r{i}"), "build").await.ok() },
+        )
     });
-    let won: Vec<_> = futures::future::join_all(takers).await.into_iter().filter_map(|r| r.unwrap()).collect();
+    let won: Vec<_> =
+        futures::future::join_all(takers).await.into_iter().filter_map(|r| r.unwrap()).collect();
     assert_eq!(won.len(), 1);
 }

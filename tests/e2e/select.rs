@@ -21,8 +21,14 @@ fn selection_syntax() {
     assert_eq!(ls(d, &["-s", "path:models/marts/by_month.sql"]), ["by_month"]);
     assert_eq!(ls(d, &["-s", "by_customer by_month"]), ["by_customer", "by_month"]);
     assert_eq!(ls(d, &["-s", "by_*"]), ["by_customer", "by_month"]);
-    assert_eq!(ls(d, &["-s", "+report", "--exclude", "tag:staging orders"]), ["big_orders", "by_customer", "by_month", "report"]);
-    assert_eq!(ls(d, &["-s", "stg_orders+", "--exclude", "report"]), ["stg_orders", "big_orders", "by_customer", "by_month"]);
+    assert_eq!(
+        ls(d, &["-s", "+report", "--exclude", "tag:staging orders"]),
+        ["big_orders", "by_customer", "by_month", "report"]
+    );
+    assert_eq!(
+        ls(d, &["-s", "stg_orders+", "--exclude", "report"]),
+        ["stg_orders", "big_orders", "by_customer", "by_month"]
+    );
     assert_eq!(ls(d, &["-s", "by_month", "--output", "path"]), ["models/marts/by_month.sql"]);
 }
 
@@ -37,5 +43,8 @@ fn selected_run_uses_published_parents() {
     tally(dir.path(), &["run", "-s", "+by_customer +by_month"]).assert_code(0);
     let run = tally(dir.path(), &["run", "-s", "report"]);
     run.assert_code(0);
-    assert_eq!(rows(&read_delta(&dir.path().join("warehouse/report"))), ["kind=big_orders, n=2", "kind=customers, n=30", "kind=months, n=30"]);
+    assert_eq!(
+        rows(&read_delta(&dir.path().join("warehouse/report"))),
+        ["kind=big_orders, n=2", "kind=customers, n=30", "kind=months, n=30"]
+    );
 }

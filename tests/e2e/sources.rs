@@ -54,7 +54,9 @@ pub fn raw_data(root: &std::path::Path) {
         vec![
             Arc::new(StringArray::from(vec!["o1", "o2", "o3"])) as ArrayRef,
             Arc::new(StringArray::from(vec![Some("a1"), Some("a1"), None])),
-            Arc::new(Decimal128Array::from(vec![100_050, 25_000, 999]).with_precision_and_scale(18, 2).unwrap()),
+            Arc::new(
+                Decimal128Array::from(vec![100_050, 25_000, 999]).with_precision_and_scale(18, 2).unwrap(),
+            ),
         ],
     )
     .unwrap();
@@ -79,7 +81,8 @@ sources:
             data_type: decimal(38,4)
 "#;
 
-const MODEL: &str = "select a.account_id, a.created_at, count(o.opportunity_id) as opps, sum(o.amount) as amount
+const MODEL: &str =
+    "select a.account_id, a.created_at, count(o.opportunity_id) as opps, sum(o.amount) as amount
 from {{ source('crm', 'accounts') }} a
 left join {{ source('crm', 'opportunities') }} o on o.account_id = a.account_id
 group by a.account_id, a.created_at
@@ -103,7 +106,8 @@ fn sources_are_typed_from_declarations_or_footers() {
     let d = dir.path();
 
     tally(d, &["compile"]).assert_code(0);
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("target/manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("target/manifest.json")).unwrap()).unwrap();
     let acc = &manifest["sources"]["source.crm.accounts"]["columns"];
     // Inferred from footers; naive timestamps are read as UTC instants.
     assert_eq!(acc[2]["data_type"], "Timestamp(µs, \"UTC\")");
@@ -154,14 +158,23 @@ fn a_failed_source_skips_its_readers_only() {
         "models:\n  - name: stg_accounts\n    data_tests:\n      - row_count: {min: 3}\n      - duplicates: {columns: [account_id]}\n  - name: checked_opps\n    data_tests:\n      - row_count: {min: 1}\n",
     )
     .unwrap();
-    std::fs::write(d.join("models/stg_accounts.sql"), "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'accounts') }}\n").unwrap();
-    std::fs::write(d.join("models/account_count.sql"), "select count(*) as n, min(account_id) as first from {{ ref('stg_accounts') }}\n").unwrap();
+    std::fs::write(
+        d.join("models/stg_accounts.sql"),
+        "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'accounts') }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("models/account_count.sql"),
+        "select count(*) as n, min(account_id) as first from {{ ref('stg_accounts') }}\n",
+    )
+    .unwrap();
     // Readers of the failed source of every kind: a checked view (staged as
     // the source is checked), an unchecked view and a table reading it.
     let view = "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'opportunities') }}\n";
     std::fs::write(d.join("models/checked_opps.sql"), view).unwrap();
     std::fs::write(d.join("models/stg_opps.sql"), view).unwrap();
-    std::fs::write(d.join("models/opp_count.sql"), "select count(*) as n from {{ ref('stg_opps') }}\n").unwrap();
+    std::fs::write(d.join("models/opp_count.sql"), "select count(*) as n from {{ ref('stg_opps') }}\n")
+        .unwrap();
 
     let run = tally(d, &["build"]);
     run.assert_code(1);
@@ -169,21 +182,36 @@ fn a_failed_source_skips_its_readers_only() {
     let failed = "source `crm.opportunities` failed its checks: 1 assertion(s) failed: completeness_crm_opportunities_account_id (1 of 3 rows)";
     for reader in ["account_pipeline", "checked_opps", "stg_opps"] {
         let result = result_of(&r, reader);
-        assert_eq!((result["status"].as_str(), result["message"].as_str()), (Some("skipped"), Some(format!("skipped: {failed}").as_str())), "{reader}");
+        assert_eq!(
+            (result["status"].as_str(), result["message"].as_str()),
+            (Some("skipped"), Some(format!("skipped: {failed}").as_str())),
+            "{reader}"
+        );
     }
     let opp_count = result_of(&r, "opp_count");
-    assert_eq!((opp_count["status"].as_str(), opp_count["message"].as_str()), (Some("skipped"), Some("skipped: upstream source `crm.opportunities` failed its checks")));
+    assert_eq!(
+        (opp_count["status"].as_str(), opp_count["message"].as_str()),
+        (Some("skipped"), Some("skipped: upstream source `crm.opportunities` failed its checks"))
+    );
     assert!(!d.join("warehouse/account_pipeline").exists());
     assert!(!d.join("warehouse/opp_count").exists());
     // The view over the source that passed was checked, and its reader built from it.
     assert_eq!(result_of(&r, "stg_accounts")["status"], "success");
     assert_eq!(rows(&read_delta(&d.join("warehouse/account_count"))), ["n=3, first=a1"]);
-    let checks: Vec<(&str, &str)> = r["assertions"].as_array().unwrap().iter().map(|a| (a["name"].as_str().unwrap(), a["status"].as_str().unwrap())).collect();
+    let checks: Vec<(&str, &str)> = r["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap(), a["status"].as_str().unwrap()))
+        .collect();
     assert!(checks.contains(&("row_count_stg_accounts", "pass")), "{checks:?}");
     assert!(checks.contains(&("duplicates_stg_accounts_account_id", "pass")), "{checks:?}");
     // The staged rows of the view do not outlive the run.
     let scratch = d.join("target/scratch");
-    assert!(!scratch.exists() || std::fs::read_dir(&scratch).unwrap().next().is_none(), "scratch left behind");
+    assert!(
+        !scratch.exists() || std::fs::read_dir(&scratch).unwrap().next().is_none(),
+        "scratch left behind"
+    );
 }
 
 /// `tally test --select source:...` runs the named sources' own checks (and
@@ -197,17 +225,32 @@ fn tally_test_selects_sources_by_name() {
         let run = tally(d, &[&["test"], args].concat());
         run.assert_code(code);
         let r = run_results(d);
-        r["assertions"].as_array().unwrap().iter().map(|a| format!("{} {}", a["name"].as_str().unwrap(), a["status"].as_str().unwrap())).collect()
+        r["assertions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("{} {}", a["name"].as_str().unwrap(), a["status"].as_str().unwrap()))
+            .collect()
     };
     // o3 has no account: the opportunities' completeness fails.
-    assert_eq!(checked(&["-s", "source:crm.opportunities"], 1), ["completeness_crm_opportunities_account_id fail"]);
+    assert_eq!(
+        checked(&["-s", "source:crm.opportunities"], 1),
+        ["completeness_crm_opportunities_account_id fail"]
+    );
     assert_eq!(checked(&["-s", "source:crm.accounts"], 0), ["duplicates_crm_accounts_account_id pass"]);
     assert_eq!(checked(&["-s", "source:crm"], 1).len(), 2);
-    assert_eq!(checked(&["--exclude", "source:crm.opportunities"], 0), ["duplicates_crm_accounts_account_id pass"]);
+    assert_eq!(
+        checked(&["--exclude", "source:crm.opportunities"], 0),
+        ["duplicates_crm_accounts_account_id pass"]
+    );
     // A model with no checks: nothing to test, and a warning saying so.
     let run = tally(d, &["test", "-s", "account_pipeline"]);
     run.assert_code(0);
-    assert!(run.stderr.contains("warning: the selection has no checks; nothing was tested"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("warning: the selection has no checks; nothing was tested"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// A checked view stages only the columns the build reads: its checks', its
@@ -222,7 +265,11 @@ fn a_checked_view_stages_the_columns_the_build_reads() {
         "{{ config(materialized='view') }}\nselect *, amount * 2 as doubled, upper(opportunity_id) as code from {{ source('crm', 'opportunities') }}\n",
     )
     .unwrap();
-    std::fs::write(d.join("models/opp_total.sql"), "select count(*) as n, sum(amount) as total from {{ ref('stg_opps') }}\n").unwrap();
+    std::fs::write(
+        d.join("models/opp_total.sql"),
+        "select count(*) as n, sum(amount) as total from {{ ref('stg_opps') }}\n",
+    )
+    .unwrap();
     std::fs::write(d.join("models/opp_ids.sql"), "select 'o1' as opportunity_id\n").unwrap();
     std::fs::write(
         d.join("models/models.yml"),
@@ -241,19 +288,31 @@ fn a_checked_view_stages_the_columns_the_build_reads() {
     )
     .unwrap();
     std::fs::create_dir_all(d.join("tests")).unwrap();
-    std::fs::write(d.join("tests/codes_are_upper.sql"), "select code from {{ ref('stg_opps') }} where code <> upper(code)\n").unwrap();
+    std::fs::write(
+        d.join("tests/codes_are_upper.sql"),
+        "select code from {{ ref('stg_opps') }} where code <> upper(code)\n",
+    )
+    .unwrap();
 
     let run = tally(d, &["build"]);
     run.assert_code(0);
     assert_eq!(rows(&read_delta(&d.join("warehouse/opp_total"))), ["n=3, total=1260.4900"]);
     let r = run_results(d);
-    let status = |name: &str| r["assertions"].as_array().unwrap().iter().find(|a| a["name"] == name).map(|a| a["status"].clone());
+    let status = |name: &str| {
+        r["assertions"].as_array().unwrap().iter().find(|a| a["name"] == name).map(|a| a["status"].clone())
+    };
     assert_eq!(status("relationships_opp_ids_opportunity_id"), Some("pass".into()), "{r}");
     assert_eq!(status("codes_are_upper"), Some("pass".into()), "{r}");
     // o3 has no account: a warning whose row is stored with every column
     // the build reads (`doubled` is read by nothing, so it was not staged).
-    let warned = r["assertions"].as_array().unwrap().iter().find(|a| a["relation"] == "stg_opps" && a["status"] == "warn").unwrap();
-    let stored = std::path::PathBuf::from(warned["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
+    let warned = r["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["relation"] == "stg_opps" && a["status"] == "warn")
+        .unwrap();
+    let stored =
+        std::path::PathBuf::from(warned["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
     assert_eq!(rows(&read_parquet(&stored)), ["opportunity_id=o3, account_id=NULL, amount=9.9900, code=O3"]);
 }
 
@@ -273,7 +332,11 @@ select opportunity_id, amount from (
 ) u order by opportunity_id\n",
     )
     .unwrap();
-    std::fs::write(d.join("models/twice_total.sql"), "select sum(amount) as total from {{ ref('stg_twice') }}\n").unwrap();
+    std::fs::write(
+        d.join("models/twice_total.sql"),
+        "select sum(amount) as total from {{ ref('stg_twice') }}\n",
+    )
+    .unwrap();
     std::fs::write(
         d.join("models/models.yml"),
         "models:\n  - name: stg_twice\n    columns:\n      - name: opportunity_id\n        data_tests:\n          - unique: {config: {severity: warn}}\n",
@@ -287,15 +350,32 @@ select opportunity_id, amount from (
     assert_eq!(rows(&read_delta(&d.join("warehouse/twice_total"))), ["total=2510.9900"]);
     let built = assertion(d, "unique_stg_twice_opportunity_id");
     // 5 non-null keys, 3 distinct: 2 rows beyond their key's first.
-    assert_eq!((built["status"].as_str(), built["rows_checked"].as_u64(), built["failing_rows"].as_u64()), (Some("warn"), Some(5), Some(2)), "{built}");
-    let stored = std::path::PathBuf::from(built["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
+    assert_eq!(
+        (built["status"].as_str(), built["rows_checked"].as_u64(), built["failing_rows"].as_u64()),
+        (Some("warn"), Some(5), Some(2)),
+        "{built}"
+    );
+    let stored =
+        std::path::PathBuf::from(built["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
     let mut failing = rows(&read_parquet(&stored));
     failing.sort();
-    assert_eq!(failing, ["opportunity_id=o1, amount=1000.5000", "opportunity_id=o1, amount=1000.5000", "opportunity_id=o2, amount=250.0000", "opportunity_id=o2, amount=250.0000"]);
+    assert_eq!(
+        failing,
+        [
+            "opportunity_id=o1, amount=1000.5000",
+            "opportunity_id=o1, amount=1000.5000",
+            "opportunity_id=o2, amount=250.0000",
+            "opportunity_id=o2, amount=250.0000"
+        ]
+    );
 
     tally(d, &["test"]).assert_code(0);
     let tested = assertion(d, "unique_stg_twice_opportunity_id");
-    assert_eq!((tested["rows_checked"].as_u64(), tested["failing_rows"].as_u64()), (Some(5), Some(2)), "{tested}");
+    assert_eq!(
+        (tested["rows_checked"].as_u64(), tested["failing_rows"].as_u64()),
+        (Some(5), Some(2)),
+        "{tested}"
+    );
 }
 
 /// A source's warned duplicates are counted where a checked view's dedupe
@@ -321,7 +401,9 @@ fn a_sources_duplicates_counted_in_its_staging_view_match_the_query() {
         vec![
             Arc::new(StringArray::from(vec![Some("o2"), None, Some("o1")])) as ArrayRef,
             Arc::new(StringArray::from(vec![Some("a1"), Some("a2"), Some("a1")])),
-            Arc::new(Decimal128Array::from(vec![26_000, 1, 100_050]).with_precision_and_scale(18, 2).unwrap()),
+            Arc::new(
+                Decimal128Array::from(vec![26_000, 1, 100_050]).with_precision_and_scale(18, 2).unwrap(),
+            ),
         ],
     )
     .unwrap();
@@ -336,7 +418,11 @@ select * exclude (_first) from (
 ) ranked where _first\n",
     )
     .unwrap();
-    std::fs::write(d.join("models/opportunity_total.sql"), "select count(*) as n, sum(amount) as total from {{ ref('stg_opportunities') }}\n").unwrap();
+    std::fs::write(
+        d.join("models/opportunity_total.sql"),
+        "select count(*) as n, sum(amount) as total from {{ ref('stg_opportunities') }}\n",
+    )
+    .unwrap();
     std::fs::write(
         d.join("models/models.yml"),
         "models:\n  - name: stg_opportunities\n    columns:\n      - name: opportunity_id\n        data_tests:\n          - unique\n",
@@ -348,12 +434,21 @@ select * exclude (_first) from (
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains(r#"tables=["\"crm\".\"opportunities\"[\"opportunity_id\"]"]"#), "{log}");
     let built = duplicates(d);
-    assert_eq!((built["status"].as_str(), built["rows_checked"].as_u64(), built["failing_rows"].as_u64()), (Some("warn"), Some(5), Some(2)), "{built}");
+    assert_eq!(
+        (built["status"].as_str(), built["rows_checked"].as_u64(), built["failing_rows"].as_u64()),
+        (Some("warn"), Some(5), Some(2)),
+        "{built}"
+    );
     // The warning's rows are read once the view is done, which its readers wait for, not before.
     let at = |line: &str| log.find(line).unwrap_or_else(|| panic!("no `{line}` in {log}"));
-    assert!(at("node finished node=stg_opportunities") < at("failing rows check=duplicates_crm_opportunities_opportunity_id"), "{log}");
+    assert!(
+        at("node finished node=stg_opportunities")
+            < at("failing rows check=duplicates_crm_opportunities_opportunity_id"),
+        "{log}"
+    );
     assert_eq!(built["sample"].as_array().map(Vec::len), Some(2), "{built}");
-    let stored = std::path::PathBuf::from(built["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
+    let stored =
+        std::path::PathBuf::from(built["failing_rows_path"].as_str().unwrap().trim_start_matches("file://"));
     let mut failing = rows(&read_parquet(&stored));
     failing.sort();
     assert_eq!(
@@ -370,7 +465,11 @@ select * exclude (_first) from (
 
     tally(d, &["test"]).assert_code(0);
     let tested = duplicates(d);
-    assert_eq!((tested["rows_checked"].as_u64(), tested["failing_rows"].as_u64()), (Some(5), Some(2)), "{tested}");
+    assert_eq!(
+        (tested["rows_checked"].as_u64(), tested["failing_rows"].as_u64()),
+        (Some(5), Some(2)),
+        "{tested}"
+    );
 
     let (code, log) = build_logged(d, &["--warn-error"]);
     assert_eq!(code, Some(1), "{log}");
@@ -391,7 +490,11 @@ select * exclude (_first) from (
         assert_eq!(exit, Some(code), "{log}");
         assert!(!log.contains("tables=[\"\\\"crm"), "{log}");
         let queried = duplicates(d);
-        assert_eq!((queried["rows_checked"].as_u64(), queried["failing_rows"].as_u64()), (Some(5), Some(2)), "{sql}: {queried}");
+        assert_eq!(
+            (queried["rows_checked"].as_u64(), queried["failing_rows"].as_u64()),
+            (Some(5), Some(2)),
+            "{sql}: {queried}"
+        );
     }
 }
 
@@ -404,11 +507,16 @@ fn a_staged_views_rows_are_released_after_its_last_reader() {
     let d = dir.path();
     let view = "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'opportunities') }}\n";
     std::fs::write(d.join("models/stg_opps.sql"), view).unwrap();
-    std::fs::write(d.join("models/opp_total.sql"), "select count(*) as n from {{ ref('stg_opps') }}\n").unwrap();
+    std::fs::write(d.join("models/opp_total.sql"), "select count(*) as n from {{ ref('stg_opps') }}\n")
+        .unwrap();
     // Named to sort after opp_total: with one thread it runs last, its
     // check reading stg_opps after every reader of stg_opps's rows is done.
     std::fs::write(d.join("models/xref_ids.sql"), "select 'o1' as opportunity_id\n").unwrap();
-    std::fs::write(d.join("models/stg_accounts.sql"), "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'accounts') }}\n").unwrap();
+    std::fs::write(
+        d.join("models/stg_accounts.sql"),
+        "{{ config(materialized='view') }}\nselect * from {{ source('crm', 'accounts') }}\n",
+    )
+    .unwrap();
     std::fs::write(
         d.join("models/models.yml"),
         "models:
@@ -427,12 +535,17 @@ fn a_staged_views_rows_are_released_after_its_last_reader() {
     )
     .unwrap();
     std::fs::create_dir_all(d.join("tests")).unwrap();
-    std::fs::write(d.join("tests/accounts_exist.sql"), "select 1 as missing from (select count(*) as n from {{ ref('stg_accounts') }}) c where n = 0\n").unwrap();
+    std::fs::write(
+        d.join("tests/accounts_exist.sql"),
+        "select 1 as missing from (select count(*) as n from {{ ref('stg_accounts') }}) c where n = 0\n",
+    )
+    .unwrap();
 
     let (exit, log) = build_logged(d, &["--threads", "1"]);
     assert_eq!(exit, Some(0), "{log}");
     let at = |needle: &str| log.lines().position(|l| l.contains(needle));
-    let released = at("released view=\"stg_opps\"").unwrap_or_else(|| panic!("stg_opps was never released\n{log}"));
+    let released =
+        at("released view=\"stg_opps\"").unwrap_or_else(|| panic!("stg_opps was never released\n{log}"));
     for reader in ["opp_total", "xref_ids"] {
         let finished = at(&format!("node finished node={reader} ")).unwrap();
         assert!(finished < released, "stg_opps released before {reader} finished\n{log}");
@@ -456,12 +569,18 @@ fn a_proven_sources_scans_wait_for_the_nodes() {
     let (exit, log) = build_logged(d, &["--threads", "1"]);
     assert_eq!(exit, Some(0), "{log}");
     let at = |needle: &str| log.lines().position(|l| l.contains(needle));
-    let proven = at("footers relation=\"crm.opportunities\" proven=true").unwrap_or_else(|| panic!("not proven\n{log}"));
+    let proven = at("footers relation=\"crm.opportunities\" proven=true")
+        .unwrap_or_else(|| panic!("not proven\n{log}"));
     let built = at("node finished node=account_pipeline ").unwrap();
-    let scanned = at("fused checks relation=\"\\\"crm\\\".\\\"opportunities\\\"\"").unwrap_or_else(|| panic!("never scanned\n{log}"));
+    let scanned = at("fused checks relation=\"\\\"crm\\\".\\\"opportunities\\\"\"")
+        .unwrap_or_else(|| panic!("never scanned\n{log}"));
     assert!(proven < built && built < scanned, "proof {proven}, model {built}, scan {scanned}\n{log}");
     let completeness = assertion(d, "completeness_crm_opportunities_account_id");
-    assert_eq!((completeness["status"].as_str(), completeness["failing_rows"].as_u64()), (Some("pass"), Some(1)), "{completeness}");
+    assert_eq!(
+        (completeness["status"].as_str(), completeness["failing_rows"].as_u64()),
+        (Some("pass"), Some(1)),
+        "{completeness}"
+    );
 }
 
 /// The last run's result of the check called `name`.

@@ -30,7 +30,10 @@ fn time_travel_gc_and_the_write_lease() {
     let text = std::fs::read_to_string(&payments).unwrap();
     std::fs::write(&payments, format!("{}6,6,coupon,500\n", text)).unwrap();
     tally(d, &["build", "-q"]).assert_code(0);
-    assert_eq!(run_results(d)["results"].as_array().unwrap().iter().find(|r| r["name"] == "orders").unwrap()["version"], 1);
+    assert_eq!(
+        run_results(d)["results"].as_array().unwrap().iter().find(|r| r["name"] == "orders").unwrap()["version"],
+        1
+    );
 
     let v1 = csv(d, &[]);
     assert_eq!((v0.len(), v1.len()), (5, 6));
@@ -57,7 +60,10 @@ fn time_travel_gc_and_the_write_lease() {
     assert_eq!(csv(d, &[]), v1, "the current version is untouched");
 
     // A killed build's scratch folder goes; a build's that may still be running stays.
-    let (dead, live) = (d.join("target/scratch/20200101T000000Z-dead00/stg_orders"), d.join(format!("target/scratch/{}-live00", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"))));
+    let (dead, live) = (
+        d.join("target/scratch/20200101T000000Z-dead00/stg_orders"),
+        d.join(format!("target/scratch/{}-live00", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"))),
+    );
     for dir in [&dead, &live] {
         std::fs::create_dir_all(dir).unwrap();
     }
@@ -78,7 +84,11 @@ fn time_travel_gc_and_the_write_lease() {
     hold(std::process::id());
     let busy = tally(d, &["build", "-q"]);
     busy.assert_code(3);
-    assert!(busy.stderr.contains("is being written by `tally build` run 20261123T000000Z-abcdef"), "{}", busy.stderr);
+    assert!(
+        busy.stderr.contains("is being written by `tally build` run 20261123T000000Z-abcdef"),
+        "{}",
+        busy.stderr
+    );
     hold(u32::MAX - 1); // no such process
     tally(d, &["build", "-q"]).assert_code(0);
     assert!(!lease.exists(), "released after the run");

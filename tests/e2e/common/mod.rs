@@ -135,7 +135,8 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
     let opts = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for b in batches {
-        let formatters: Vec<_> = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
+        let formatters: Vec<_> =
+            b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap()).collect();
         for row in 0..b.num_rows() {
             let cells: Vec<String> = b
                 .schema()
@@ -158,7 +159,12 @@ pub fn run_results(dir: &Path) -> serde_json::Value {
 
 /// The result entry for `name` in run_results.json.
 pub fn result_of<'a>(results: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    results["results"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("no result for {name}"))
+    results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no result for {name}"))
 }
 
 /// Tables under `warehouse` -> the names of their Delta log commits, sorted:
@@ -168,7 +174,11 @@ pub fn delta_logs(warehouse: &Path) -> std::collections::BTreeMap<String, Vec<St
     let Ok(entries) = std::fs::read_dir(warehouse) else { return out };
     for e in entries.flatten() {
         if let Ok(files) = std::fs::read_dir(e.path().join("_delta_log")) {
-            let mut names: Vec<String> = files.flatten().map(|f| f.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".json")).collect();
+            let mut names: Vec<String> = files
+                .flatten()
+                .map(|f| f.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json"))
+                .collect();
             names.sort();
             out.insert(e.file_name().to_string_lossy().into_owned(), names);
         }
