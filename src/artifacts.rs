@@ -7,7 +7,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::compile::{Compiled, NodeKind};
+use crate::compile::{Compiled, NodeKind, Rendered};
 use crate::error::{Error, Result};
 use crate::run::NodeResult;
 
@@ -23,7 +23,7 @@ struct Metadata<'a> {
     tally_version: &'static str,
     project_name: &'a str,
     target: &'a str,
-    generated_at: &'a str,
+    generated_at: String,
 }
 
 fn metadata(c: &Compiled) -> Metadata<'_> {
@@ -31,7 +31,7 @@ fn metadata(c: &Compiled) -> Metadata<'_> {
         tally_version: env!("CARGO_PKG_VERSION"),
         project_name: &c.project.name,
         target: &c.target.name,
-        generated_at: &c.run_started_at,
+        generated_at: c.run_started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     }
 }
 
@@ -225,8 +225,14 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Write one model's rendered SQL to `target/compiled/<path>` (done right after
 /// rendering, so a planning error can point the user at it).
-pub fn write_compiled_sql(project: &crate::project::Project, path: &Path, sql: &str) -> Result<()> {
-    write(&project.dir.join(&project.target_path).join("compiled").join(path), sql.as_bytes())
+/// Every model's rendered SQL under `target/compiled/`, before planning, so
+/// that an error from the planner can point at the SQL it read.
+pub fn write_compiled_sql(r: &Rendered) -> Result<()> {
+    let dir = r.project.dir.join(&r.project.target_path).join("compiled");
+    r.nodes
+        .par_iter()
+        .filter(|(_, n)| n.kind == NodeKind::Model)
+        .try_for_each(|(_, node)| write(&dir.join(&node.path), node.sql.as_bytes()))
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {

@@ -14,11 +14,13 @@ use futures::future::BoxFuture;
 use rayon::prelude::*;
 use url::Url;
 
-use crate::assertions::{self, Assertion, Counted, Kind, Outcome, Severity, Status, Threshold, failing};
+use crate::assertions::{
+    self, Assertion, CheckSet, Counted, Kind, Outcome, Severity, Status, Threshold, failing,
+};
 use crate::compile::{Compiled, SingularTest};
+use crate::executor::Slots;
 use crate::materialize::{Audit, IN_MEMORY_BYTES, Observed, Scratch};
 use crate::plan::Engine;
-use crate::project::TestDecl;
 use crate::render::quote_ident;
 use crate::verdicts::{SourceKey, SourceVerdicts, failed_source_message};
 
@@ -79,48 +81,30 @@ impl Auditor {
         self.outcomes.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
-    /// Check `relation` (reachable in SQL as `relation_sql`) against `decls`;
-    /// the outcomes are recorded and returned. `upstream`: the relation's
-    /// upstream loads (see [`upstream_loads`]), for freshness without a column.
-    pub async fn check(
-        &self,
-        engine: &Engine,
-        relation: &str,
-        relation_sql: &str,
-        decls: &[TestDecl],
-        upstream: Option<&Upstream<'_>>,
-    ) -> Vec<Outcome> {
-        self.check_counted(engine, relation, relation_sql, decls, upstream, &Counted::new()).await
+    /// Run `checks` (each names its relation in SQL); the outcomes are
+    /// recorded and returned.
+    pub async fn check(&self, engine: &Engine, checks: &[Assertion]) -> Vec<Outcome> {
+        self.check_counted(engine, checks, &Counted::new()).await
     }
 
     /// [`check`](Self::check), with duplicates already `counted` (see
-    /// [`keys_to_count`]) taken as they are.
+    /// [`CheckSet::keys_to_count`]) taken as they are.
     pub async fn check_counted(
         &self,
         engine: &Engine,
-        relation: &str,
-        relation_sql: &str,
-        decls: &[TestDecl],
-        upstream: Option<&Upstream<'_>>,
+        checks: &[Assertion],
         counted: &Counted,
     ) -> Vec<Outcome> {
-        self.check_judged(engine, relation, relation_sql, decls, upstream, counted, |_| {}).await
+        self.check_judged(engine, checks, counted, |_| {}).await
     }
 
-    /// Whether `relation`'s Parquet footers alone prove that none of `decls`
-    /// blocks (see [`assertions::proven_unblocked`]): then its readers need
-    /// not wait for the scans, which still run for the counts reported.
-    pub async fn proven_unblocked(
-        &self,
-        engine: &Engine,
-        relation: &str,
-        relation_sql: &str,
-        decls: &[TestDecl],
-    ) -> bool {
+    /// Whether the relation's Parquet footers alone prove that none of
+    /// `checks` blocks (see [`assertions::proven_unblocked`]): then its
+    /// readers need not wait for the scans, which still run for the counts
+    /// reported.
+    pub async fn proven_unblocked(&self, engine: &Engine, relation: &str, checks: &[Assertion]) -> bool {
         let start = Instant::now();
-        let (parsed, unparsed) = prepare(relation, relation_sql, decls, None);
-        let proven = unparsed.is_empty()
-            && assertions::proven_unblocked(engine, &parsed, self.as_of_us, self.warn_error).await;
+        let proven = assertions::proven_unblocked(engine, checks, self.as_of_us, self.warn_error).await;
         let spent = start.elapsed();
         self.spent_us.fetch_add(spent.as_micros() as u64, Ordering::Relaxed);
         tracing::debug!(relation, proven, seconds = spent.as_secs_f64(), "footers");
@@ -130,39 +114,29 @@ impl Auditor {
     /// [`check_counted`](Self::check_counted), handing every outcome to
     /// `judged` as soon as the statuses are known: before the failing rows,
     /// which no verdict needs, are read and stored.
-    #[allow(clippy::too_many_arguments)]
     pub async fn check_judged(
         &self,
         engine: &Engine,
-        relation: &str,
-        relation_sql: &str,
-        decls: &[TestDecl],
-        upstream: Option<&Upstream<'_>>,
+        checks: &[Assertion],
         counted: &Counted,
         judged: impl FnOnce(&[Outcome]),
     ) -> Vec<Outcome> {
-        let (parsed, mut outcomes) = prepare(relation, relation_sql, decls, upstream);
-        let unparsed = outcomes.clone();
-        let own =
-            self.run(engine, parsed, counted, |own| judged(&[unparsed, own.to_vec()].concat()), false).await;
-        outcomes.extend(own);
+        let outcomes = self.run(engine, checks.to_vec(), counted, judged, false).await;
         self.record(outcomes.clone());
         outcomes
     }
 
-    /// [`check_counted`](Self::check_counted) of source `name`, whose files
-    /// stay as they are for the whole run: the failing rows of the checks
-    /// that only warn, which nothing waits for, are read later, by
+    /// [`check_counted`](Self::check_counted) of a source, whose files stay
+    /// as they are for the whole run: the failing rows of the checks that
+    /// only warn, which nothing waits for, are read later, by
     /// [`collect_deferred`](Self::collect_deferred), when a slot is free.
     pub async fn check_source_counted(
         &self,
         engine: &Engine,
-        name: &str,
-        decls: &[TestDecl],
+        checks: &[Assertion],
         counted: &Counted,
     ) -> Vec<Outcome> {
-        let (parsed, mut outcomes) = prepare(name, &assertions::relation_sql(name), decls, None);
-        outcomes.extend(self.run(engine, parsed, counted, |_| {}, true).await);
+        let outcomes = self.run(engine, checks.to_vec(), counted, |_| {}, true).await;
         self.record(outcomes.clone());
         outcomes
     }
@@ -208,12 +182,11 @@ impl Auditor {
     async fn judge(
         &self,
         engine: &Engine,
-        mut parsed: Vec<Assertion>,
+        parsed: Vec<Assertion>,
         counted: &Counted,
         judged: impl FnOnce(&[Outcome]),
         defer: bool,
     ) -> Vec<Outcome> {
-        dedupe_names(&mut parsed);
         let evaluated = assertions::evaluate(engine, &parsed, self.as_of_us, counted).await;
         let (mut outcomes, mut duplicated_keys): (Vec<Outcome>, Vec<_>) =
             evaluated.into_iter().map(|e| (e.outcome, e.duplicated_keys)).unzip();
@@ -268,19 +241,10 @@ impl Auditor {
     pub fn checks_naming(&self, c: &Compiled, relation: &str) -> &[String] {
         let index = self.naming.get_or_init(|| {
             let mut index: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            let mut add = |name: &str, name_sql: &str, decls: &[TestDecl]| {
-                for a in decls.iter().filter_map(|d| assertions::parse(name, name_sql, d).ok()) {
-                    if let Some(other) = a.kind.other_relation() {
-                        index.entry(other.to_string()).or_default().push(failing::one_query_sql(&a));
-                    }
+            for a in c.checks.values().flat_map(CheckSet::checks) {
+                if let Some(other) = a.kind.other_relation() {
+                    index.entry(other.to_string()).or_default().push(failing::one_query_sql(a));
                 }
-            };
-            for name in c.nodes.keys() {
-                add(name, &quote_ident(name), c.project.tests_of(name));
-            }
-            for ((s, t), decl) in &c.project.sources {
-                let name = format!("{s}.{t}");
-                add(&name, &assertions::relation_sql(&name), &decl.tests);
             }
             for t in &c.singular_tests {
                 for r in t.refs.iter().collect::<std::collections::BTreeSet<_>>() {
@@ -323,117 +287,25 @@ pub fn singular_assertion(t: &SingularTest) -> Assertion {
     }
 }
 
-/// Parse `relation`'s checks; a freshness check over upstream loads reads
-/// them through `upstream`. Checks that cannot run come back as outcomes.
-pub fn prepare(
-    relation: &str,
-    relation_sql: &str,
-    decls: &[TestDecl],
-    upstream: Option<&Upstream<'_>>,
-) -> (Vec<Assertion>, Vec<Outcome>) {
-    let mut parsed = Vec::new();
-    let mut outcomes = Vec::new();
-    for d in decls {
-        match assertions::parse(relation, relation_sql, d) {
-            Ok(mut a) => match &mut a.kind {
-                Kind::Freshness { column, upstream: named, .. } if column.is_empty() => match upstream.and_then(|u| u(named)) {
-                    Some(loads) => {
-                        *column = UPSTREAM_LOADED_AT.to_string();
-                        a.relation_sql = loads;
-                        parsed.push(a);
-                    }
-                    None => outcomes.push(a.outcome(Err(format!("`freshness` on `{relation}` needs `column:`, or upstream sources with a `loaded_at_field`")))),
-                },
-                _ => parsed.push(a),
-            },
-            Err(diag) => outcomes.push(Outcome::invalid(relation, d, diag.headline())),
-        }
-    }
-    (parsed, outcomes)
-}
-
-/// The duplicates checks of `decls` that can be counted before they run (on
-/// every row: no `where`), as (key columns, duplicated keys to keep).
-pub fn keys_to_count(relation: &str, decls: &[TestDecl]) -> Vec<(Vec<String>, usize)> {
-    let mut keys: BTreeMap<Vec<String>, usize> = BTreeMap::new();
-    for a in decls.iter().filter_map(|d| assertions::parse(relation, relation, d).ok()) {
-        if let Kind::Duplicates { columns, .. } = &a.kind
-            && a.filter.is_none()
-        {
-            let keep = keys.entry(columns.clone()).or_default();
-            *keep = (*keep).max(a.rows_kept());
-        }
-    }
-    keys.into_iter().collect()
-}
-
-/// A source's duplicates checks split from its other checks, as (others,
-/// duplicates), when they can be counted while a view that sorts the source
-/// runs (see [`TableKeys`](crate::materialize::TableKeys)): every one of them
-/// warn-level, so that none holds back the source's readers, and on every row
-/// (no `where`). Otherwise all of `decls` are others.
-pub fn split_warned_duplicates(relation: &str, decls: &[TestDecl]) -> (Vec<TestDecl>, Vec<TestDecl>) {
-    let (mut others, mut duplicates, mut all_warned) = (Vec::new(), Vec::new(), true);
-    for d in decls {
-        match assertions::parse(relation, relation, d) {
-            Ok(a) if matches!(a.kind, Kind::Duplicates { .. }) => {
-                all_warned &= a.severity == Severity::Warn && a.filter.is_none();
-                duplicates.push(d.clone());
-            }
-            _ => others.push(d.clone()),
-        }
-    }
-    if all_warned { (others, duplicates) } else { (decls.to_vec(), Vec::new()) }
-}
-
-/// Whether a query of `decls`' duplicates checks would also answer one of
-/// its completeness checks (of the same key, on every row: see
-/// [`completeness_by_key`](assertions::completeness_by_key)).
-pub fn duplicates_answer_completeness(relation: &str, decls: &[TestDecl]) -> bool {
-    let parsed: Vec<Assertion> =
-        decls.iter().filter_map(|d| assertions::parse(relation, relation, d).ok()).collect();
-    let all: Vec<usize> = (0..parsed.len()).collect();
-    !assertions::completeness_by_key(&parsed, &all, &Counted::new()).is_empty()
-}
-
 /// Every check of the project as the one query dbt would run for it (the
 /// number of failing rows; a row count; the newest instant for freshness):
 /// (relation, check name, SQL). `tally compile` writes them under
 /// `target/compiled/assertions/`, for debugging a check by hand and for
 /// running the checks on another engine (bench/).
 pub fn one_queries(c: &Compiled) -> Vec<(String, String, String)> {
-    let queries = |relation: &str, mut parsed: Vec<Assertion>| {
-        dedupe_names(&mut parsed);
-        parsed
-            .iter()
-            .map(|a| (relation.to_string(), a.name.clone(), failing::one_query_sql(a)))
-            .collect::<Vec<_>>()
-    };
-    // Relations are independent: on all cores (30,000 checks in the
-    // 10,000-model compile benchmark).
-    let sources = c.project.sources.par_iter().flat_map_iter(|((s, t), decl)| {
-        let relation = format!("{s}.{t}");
-        queries(&relation, prepare(&relation, &assertions::relation_sql(&relation), &decl.tests, None).0)
-    });
-    let models = c.nodes.par_iter().flat_map_iter(|(name, _)| {
-        let upstream = |named: &[String]| upstream_loads(c, name, named);
-        queries(name, prepare(name, &quote_ident(name), c.project.tests_of(name), Some(&upstream)).0)
-    });
-    let mut out: Vec<_> = sources.chain(models).collect();
-    out.extend(queries("tests", c.singular_tests.iter().map(singular_assertion).collect()));
+    // 30,000 checks in the 10,000-model compile benchmark: on all cores.
+    let mut out: Vec<(String, String, String)> = c
+        .checks
+        .par_iter()
+        .flat_map_iter(|(relation, set)| {
+            set.checks().iter().map(|a| (relation.clone(), a.name.clone(), failing::one_query_sql(a)))
+        })
+        .collect();
+    let singular = CheckSet::new(c.singular_tests.iter().map(singular_assertion).collect());
+    out.extend(
+        singular.checks().iter().map(|a| ("tests".to_string(), a.name.clone(), failing::one_query_sql(a))),
+    );
     out
-}
-
-/// Two checks of the same kind on the same columns get `_2`, `_3`... (dbt adds a hash).
-fn dedupe_names(parsed: &mut [Assertion]) {
-    let mut seen = BTreeMap::<String, usize>::new();
-    for a in parsed.iter_mut() {
-        let n = seen.entry(a.name.clone()).or_insert(0);
-        *n += 1;
-        if *n > 1 {
-            a.name = format!("{}_{n}", a.name);
-        }
-    }
 }
 
 /// The relation's key, to show failing rows by: the columns of its first
@@ -465,9 +337,6 @@ fn summarize(outcomes: &[Outcome], pick: impl Fn(&Outcome) -> bool, what: &str) 
     (!picked.is_empty()).then(|| format!("{} {what}: {}", picked.len(), picked.join("; ")))
 }
 
-/// The column [`upstream_loads`] yields.
-const UPSTREAM_LOADED_AT: &str = "upstream_loaded_at";
-
 /// The instant freshness is measured against (SPEC §3): with an `as_of` var,
 /// the end of that day (UTC); with `freshness_as_of: latest_load`, the newest
 /// load of any source (so synthetic or replayed data is judged against its
@@ -485,7 +354,7 @@ pub async fn as_of_us(c: &Compiled) -> i64 {
         return t;
     }
     if vars.get("freshness_as_of").and_then(|v| v.as_str()) == Some("latest_load") {
-        let loads = loads_sql(c, c.sources.keys());
+        let loads = crate::compile::loads_sql(&c.project, c.sources.keys());
         let newest = if loads.is_empty() {
             Ok(None)
         } else {
@@ -502,53 +371,6 @@ pub async fn as_of_us(c: &Compiled) -> i64 {
         }
     }
     chrono::Utc::now().timestamp_micros()
-}
-
-/// `select max(<loaded_at_field>) as newest from <source>`, unioned over
-/// `sources` that declare a loaded_at_field ("" when none does).
-fn loads_sql<'a>(c: &Compiled, sources: impl Iterator<Item = &'a (String, String)>) -> String {
-    let parts: Vec<String> = sources
-        .filter_map(|key| {
-            let field = c.project.sources.get(key)?.loaded_at_field.as_ref()?;
-            Some(format!(
-                "select max({}) as newest from {}",
-                quote_ident(field),
-                assertions::relation_sql(&format!("{}.{}", key.0, key.1))
-            ))
-        })
-        .collect();
-    parts.join(" union all ")
-}
-
-/// Given the sources a freshness check names (may be empty), the relation
-/// SQL of their loads; see [`upstream_loads`].
-pub type Upstream<'a> = dyn Fn(&[String]) -> Option<String> + Send + Sync + 'a;
-
-/// A model's upstream loads, as a one-row relation: the oldest of the newest
-/// loads of the sources it reads (directly or through its ancestors), so its
-/// freshness is that of its stalest input. Only the sources in `named` count,
-/// or, when none are named, those with a freshness check of their own (a
-/// monthly table without one would otherwise always look stale). None when no
-/// such source declares a `loaded_at_field`.
-pub fn upstream_loads(c: &Compiled, model: &str, named: &[String]) -> Option<String> {
-    let mut nodes = c.dag.ancestors(model);
-    nodes.insert(model.to_string());
-    let sources: std::collections::BTreeSet<&(String, String)> = nodes
-        .iter()
-        .filter_map(|n| c.nodes.get(n))
-        .flat_map(|n| &n.sources)
-        .filter(|key| {
-            let name = format!("{}.{}", key.0, key.1);
-            if named.is_empty() {
-                c.project.sources.get(*key).is_some_and(|s| s.tests.iter().any(TestDecl::is_freshness))
-            } else {
-                named.contains(&name)
-            }
-        })
-        .collect();
-    let loads = loads_sql(c, sources.into_iter());
-    (!loads.is_empty())
-        .then(|| format!("(select min(newest) as {UPSTREAM_LOADED_AT} from ({loads}) n) upstream"))
 }
 
 async fn single_timestamp(engine: &Engine, sql: &str) -> Result<Option<i64>, String> {
@@ -583,6 +405,8 @@ pub struct ModelAudit {
     /// The checked sources the model reads, whose verdicts it waits for.
     pub sources: Vec<SourceKey>,
     pub verdicts: Arc<SourceVerdicts>,
+    /// Where the wait for those verdicts parks (it holds no thread).
+    pub slots: Arc<Slots>,
 }
 
 impl ModelAudit {
@@ -594,24 +418,20 @@ impl ModelAudit {
     async fn own_checks(&self, files: Vec<Url>) -> Result<(), String> {
         let engine = &self.compiled.engine;
         let staged = format!("__tally_staged__{}", self.model);
-        let decls = self.compiled.project.tests_of(&self.model);
-        if decls.is_empty() {
+        let checks = self.compiled.checks_of(&self.model);
+        if checks.is_empty() {
             return Ok(());
         }
         engine
             .register_files(&staged, &files, self.schema.clone())
             .await
             .map_err(|e| format!("cannot read the staged files: {}", crate::plan::clean_message(&e)))?;
-        let upstream = |named: &[String]| upstream_loads(&self.compiled, &self.model, named);
         let counted: Counted = self
             .written_keys
             .iter()
             .filter_map(|(key, found)| Some((key.clone(), found.lock().ok()?.clone()?)))
             .collect();
-        let outcomes = self
-            .auditor
-            .check_counted(engine, &self.model, &quote_ident(&staged), decls, Some(&upstream), &counted)
-            .await;
+        let outcomes = self.auditor.check_counted(engine, &checks.on(&quote_ident(&staged)), &counted).await;
         engine.deregister(&staged);
         let verdict = blocking_summary(&outcomes);
         if let Ok(mut o) = self.outcomes.lock() {
@@ -629,7 +449,7 @@ impl Audit for ModelAudit {
         Box::pin(async move {
             self.own_checks(files).await?;
             // The sources were checked while the model ran: publish only if they passed.
-            match self.verdicts.failed(&self.sources).await {
+            match self.verdicts.failed(&self.sources, &self.slots).await {
                 Some((source, why)) => Err(failed_source_message(source, &why)),
                 None => Ok(()),
             }

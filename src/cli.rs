@@ -69,7 +69,13 @@ pub enum Command {
     /// Render and plan every model; write target/compiled and target/manifest.json. Reads no data.
     Compile(Selection),
     /// Run the selected models in DAG order.
-    Run(Selection),
+    Run {
+        #[command(flatten)]
+        selection: Selection,
+        /// Print the plan of steps and their order, and run nothing.
+        #[arg(long)]
+        plan: bool,
+    },
     /// Write, audit, publish: run the selected models in DAG order, check each one's
     /// staged data and publish it only if no error-level assertion fails; exit 1 otherwise.
     Build {
@@ -77,6 +83,9 @@ pub enum Command {
         selection: Selection,
         #[command(flatten)]
         gate: Gate,
+        /// Print the plan of steps (checks, writes, audits, publishes) and their order, and run nothing.
+        #[arg(long)]
+        plan: bool,
     },
     /// Run the data tests declared in YAML on the published tables; exit 1 when an error-level one fails.
     Test {

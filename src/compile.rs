@@ -6,18 +6,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use rayon::prelude::*;
 use tracing::info_span;
 
+use crate::assertions::{CheckSet, Kind, UPSTREAM_LOADED_AT};
 use crate::dag::Dag;
 use crate::diagnostic::Diagnostic;
 use crate::error::{Error, Result};
 use crate::plan::{Engine, parse_type, plan_sql_in, sql_diagnostic};
 use crate::profile::{Target, location_url};
-use crate::project::{Column, ConfigLayer, Materialization, Project, merge_config, tags_of};
-use crate::render::{Renderer, TargetInfo};
+use crate::project::{Column, ConfigLayer, Materialization, Project, TestDecl, merge_config, tags_of};
+use crate::render::{Renderer, TargetInfo, quote_ident};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +49,9 @@ pub struct Node {
     pub columns: Vec<Column>,
     /// Output schema, from the plan.
     pub schema: Option<SchemaRef>,
+    /// The plan it was typed by (against its parents' schemas), kept for
+    /// what reads plans without running them: column lineage, `--plan`.
+    pub plan: Option<LogicalPlan>,
 }
 
 impl Node {
@@ -78,20 +84,51 @@ pub struct Compiled {
     pub engine: Engine,
     /// Source tables as registered: (source, table) -> (location URL, schema).
     pub sources: BTreeMap<(String, String), (String, SchemaRef)>,
-    pub run_started_at: String,
+    /// Every relation's checks (a model or seed by name, a source as
+    /// `source.table`), parsed once; relations with none are absent.
+    pub checks: BTreeMap<String, CheckSet>,
+    pub run_started_at: DateTime<Utc>,
     pub threads: usize,
     pub singular_tests: Vec<SingularTest>,
 }
+
+static NO_CHECKS: CheckSet = CheckSet::EMPTY;
 
 impl Compiled {
     pub fn compiled_path(&self, node: &Node) -> PathBuf {
         self.project.target_path.join("compiled").join(&node.path)
     }
+
+    /// The checks of `relation` (empty when it declares none).
+    pub fn checks_of(&self, relation: &str) -> &CheckSet {
+        self.checks.get(relation).unwrap_or(&NO_CHECKS)
+    }
 }
 
+/// The first half of compiling: every model and singular test rendered,
+/// nothing planned or read yet. The commands write its SQL under
+/// `target/compiled/` before [`plan`] (so a model that does not plan can be
+/// read as it was compiled).
+pub struct Rendered {
+    pub project: Project,
+    pub target: Target,
+    pub threads: usize,
+    pub run_started_at: DateTime<Utc>,
+    pub nodes: BTreeMap<String, Node>,
+    pub singular_tests: Vec<SingularTest>,
+    renderer: Renderer,
+}
+
+/// [`render`], then [`plan`]: for callers that write no compiled SQL.
 pub async fn compile(project: Project, target: Target, threads: usize) -> Result<Compiled> {
-    let _span = info_span!("compile", project = %project.name).entered();
-    let run_started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    plan(render(project, target, threads)?).await
+}
+
+/// Render every model, seed and singular test (in parallel: models are
+/// independent), collecting every error rather than the first.
+pub fn render(project: Project, target: Target, threads: usize) -> Result<Rendered> {
+    let _span = info_span!("render", project = %project.name).entered();
+    let run_started_at = Utc::now();
     let info = TargetInfo {
         name: target.name.clone(),
         profile_name: target.profile_name.clone(),
@@ -99,14 +136,11 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
         threads,
         warehouse: target.warehouse.to_string(),
     };
-    let renderer = Renderer::new(&project, &info, &run_started_at).map_err(Error::Project)?;
-
-    // Models render independently: on all cores, collected in name order.
-    let rendered: Vec<Result<Node, Diagnostic>> =
-        project.models.par_iter().map(|(_, model)| model_node(&renderer, model)).collect();
+    let started_text = run_started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let renderer = Renderer::new(&project, &info, &started_text).map_err(Error::Project)?;
     let mut errors = Vec::new();
     let mut nodes = BTreeMap::new();
-    for node in rendered {
+    for node in project.models.par_iter().map(|(_, model)| model_node(&renderer, model)).collect::<Vec<_>>() {
         match node {
             Ok(node) => {
                 nodes.insert(node.name.clone(), node);
@@ -114,84 +148,20 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
             Err(d) => errors.push(d),
         }
     }
-    for seed in project.seeds.values() {
-        nodes.insert(
-            seed.name.clone(),
-            Node {
-                name: seed.name.clone(),
-                kind: NodeKind::Seed,
-                path: seed.path.clone(),
-                materialized: Materialization::Seed,
-                tags: seed.config.get("tags").map(tags_of).unwrap_or_default(),
-                config: seed.config.clone(),
-                source_text: String::new(),
-                sql: String::new(),
-                refs: Vec::new(),
-                sources: Vec::new(),
-                checksum: seed.checksum.clone(),
-                description: seed.description.clone(),
-                columns: seed.columns.clone(),
-                schema: None,
-            },
-        );
-    }
-    let mut singular_tests = Vec::new();
-    for t in &project.singular_tests {
-        match renderer.render(&t.path, &t.sql, &t.name) {
-            Ok(r) => {
-                for missing in r.refs.iter().filter(|n| !nodes.contains_key(*n)) {
-                    let mut d = Diagnostic::error(format!(
-                        "`ref('{missing}')`: no model or seed has that name"
-                    ))
-                    .at(&t.path, ref_position(&t.sql, missing).map_or(0, |p| p.0), 0);
-                    if let Some(h) =
-                        crate::diagnostic::did_you_mean(missing, nodes.keys().map(String::as_str))
-                    {
-                        d = d.with_help(h);
-                    }
-                    errors.push(d);
-                }
-                let warn = r
-                    .config
-                    .get("severity")
-                    .and_then(|v| v.as_str())
-                    .is_some_and(|s| s.eq_ignore_ascii_case("warn"));
-                singular_tests.push(SingularTest {
-                    name: t.name.clone(),
-                    path: t.path.clone(),
-                    sql: r.sql,
-                    refs: r.refs,
-                    sources: r.sources,
-                    warn,
-                });
-            }
-            Err(d) => errors.push(d),
-        }
-    }
+    nodes.extend(project.seeds.values().map(|seed| (seed.name.clone(), seed_node(seed))));
+    let singular_tests = render_singular_tests(&renderer, &project, &nodes, &mut errors);
     if !errors.is_empty() {
         return Err(Error::Project(errors));
     }
+    Ok(Rendered { project, target, threads, run_started_at, nodes, singular_tests, renderer })
+}
 
-    nodes
-        .par_iter()
-        .filter(|(_, n)| n.kind == NodeKind::Model)
-        .try_for_each(|(_, node)| crate::artifacts::write_compiled_sql(&project, &node.path, &node.sql))?;
-
-    let deps: BTreeMap<String, Vec<String>> =
-        nodes.iter().map(|(n, node)| (n.clone(), node.refs.clone())).collect();
-    let dag = Dag::build(&deps).map_err(|cycle| {
-        let d = Diagnostic::error(format!("dependency cycle: {cycle}"))
-            .with_help("each arrow is a ref() to the next model; remove one of them to break the cycle");
-        match cycle.0.first().and_then(|n| nodes.get(n)) {
-            Some(first) => {
-                let next = cycle.0.get(1).cloned().unwrap_or_default();
-                let (line, col) = ref_position(&first.source_text, &next).unwrap_or((0, 0));
-                d.at(&first.path, line, col)
-            }
-            None => d,
-        }
-    })?;
-
+/// Type every node in DAG order against its parents' schemas (sources read
+/// only through their Parquet footers), and parse and validate every check.
+pub async fn plan(rendered: Rendered) -> Result<Compiled> {
+    let Rendered { project, target, threads, run_started_at, mut nodes, singular_tests, renderer } = rendered;
+    let _span = info_span!("plan", project = %project.name).entered();
+    let dag = dag_of(&nodes)?;
     let engine = Engine::with_storage(threads, target.storage.clone());
     engine.register_store(&target.warehouse).map_err(|e| {
         Diagnostic::error(format!(
@@ -205,6 +175,7 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
         .flat_map(|n| n.sources.iter().cloned())
         .chain(singular_tests.iter().flat_map(|t| t.sources.iter().cloned()))
         .collect();
+    let mut errors = Vec::new();
     let mut sources = BTreeMap::new();
     for key in used_sources {
         match register_source(&project, &renderer, &engine, &target.allowed_roots, &key).await {
@@ -217,18 +188,126 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
     if !errors.is_empty() {
         return Err(Error::Project(errors));
     }
+    errors.extend(plan_nodes(&project, &engine, &dag, &mut nodes, threads).await);
+    let checks = parse_checks(&project, &engine, &dag, &nodes, &sources, &mut errors).await;
+    if !errors.is_empty() {
+        return Err(Error::Project(errors));
+    }
+    Ok(Compiled {
+        project,
+        target,
+        nodes,
+        dag,
+        engine,
+        sources,
+        checks,
+        run_started_at,
+        threads,
+        singular_tests,
+    })
+}
 
+fn seed_node(seed: &crate::project::Seed) -> Node {
+    Node {
+        name: seed.name.clone(),
+        kind: NodeKind::Seed,
+        path: seed.path.clone(),
+        materialized: Materialization::Seed,
+        tags: seed.config.get("tags").map(tags_of).unwrap_or_default(),
+        config: seed.config.clone(),
+        source_text: String::new(),
+        sql: String::new(),
+        refs: Vec::new(),
+        sources: Vec::new(),
+        checksum: seed.checksum.clone(),
+        description: seed.description.clone(),
+        columns: seed.columns.clone(),
+        schema: None,
+        plan: None,
+    }
+}
+
+/// Render the SQL files under `tests/`; a `ref` to no node is an error.
+fn render_singular_tests(
+    renderer: &Renderer,
+    project: &Project,
+    nodes: &BTreeMap<String, Node>,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<SingularTest> {
+    let mut out = Vec::new();
+    for t in &project.singular_tests {
+        let r = match renderer.render(&t.path, &t.sql, &t.name) {
+            Ok(r) => r,
+            Err(d) => {
+                errors.push(d);
+                continue;
+            }
+        };
+        for missing in r.refs.iter().filter(|n| !nodes.contains_key(*n)) {
+            let mut d = Diagnostic::error(format!("`ref('{missing}')`: no model or seed has that name")).at(
+                &t.path,
+                ref_position(&t.sql, missing).map_or(0, |p| p.0),
+                0,
+            );
+            if let Some(h) = crate::diagnostic::did_you_mean(missing, nodes.keys().map(String::as_str)) {
+                d = d.with_help(h);
+            }
+            errors.push(d);
+        }
+        let warn =
+            r.config.get("severity").and_then(|v| v.as_str()).is_some_and(|s| s.eq_ignore_ascii_case("warn"));
+        out.push(SingularTest {
+            name: t.name.clone(),
+            path: t.path.clone(),
+            sql: r.sql,
+            refs: r.refs,
+            sources: r.sources,
+            warn,
+        });
+    }
+    out
+}
+
+/// The DAG of `ref`s; a cycle is an error at the first `ref` on it.
+fn dag_of(nodes: &BTreeMap<String, Node>) -> Result<Dag, Diagnostic> {
+    let deps: BTreeMap<String, Vec<String>> =
+        nodes.iter().map(|(n, node)| (n.clone(), node.refs.clone())).collect();
+    Dag::build(&deps).map_err(|cycle| {
+        let d = Diagnostic::error(format!("dependency cycle: {cycle}"))
+            .with_help("each arrow is a ref() to the next model; remove one of them to break the cycle");
+        match cycle.0.first().and_then(|n| nodes.get(n)) {
+            Some(first) => {
+                let next = cycle.0.get(1).cloned().unwrap_or_default();
+                let (line, col) = ref_position(&first.source_text, &next).unwrap_or((0, 0));
+                d.at(&first.path, line, col)
+            }
+            None => d,
+        }
+    })
+}
+
+/// Plan every node level by level; a node whose parent failed is not
+/// planned (its parent's error is the one to fix).
+async fn plan_nodes(
+    project: &Project,
+    engine: &Engine,
+    dag: &Dag,
+    nodes: &mut BTreeMap<String, Node>,
+    threads: usize,
+) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
     let mut failed: BTreeSet<String> = BTreeSet::new();
     for level in dag.levels() {
         let (todo, blocked): (Vec<&str>, Vec<&str>) =
             level.into_iter().partition(|n| !dag.parents(n).iter().any(|p| failed.contains(*p)));
         failed.extend(blocked.into_iter().map(str::to_string));
         let todo: Vec<&Node> = todo.iter().map(|n| &nodes[*n]).collect();
-        for (name, planned) in plan_level(&project, &engine, &todo, threads).await {
+        for (name, planned) in plan_level(project, engine, &todo, threads).await {
             match planned {
-                Ok(schema) => {
+                Ok(plan) => {
                     if let Some(node) = nodes.get_mut(&name) {
-                        node.schema = Some(schema);
+                        node.schema = Some(plan.schema().inner().clone());
+                        node.plan = Some(plan);
                     }
                 }
                 Err(d) => {
@@ -238,21 +317,20 @@ pub async fn compile(project: Project, target: Target, threads: usize) -> Result
             }
         }
     }
-    errors.extend(validate_checks(&project, &engine, &nodes, &sources).await);
-    if !errors.is_empty() {
-        return Err(Error::Project(errors));
-    }
-    Ok(Compiled { project, target, nodes, dag, engine, sources, run_started_at, threads, singular_tests })
+    errors
 }
 
-/// Every declared test parsed and checked against the schemas now known
-/// (see [`crate::assertions::validate`]), in node then source order.
-async fn validate_checks(
+/// Every declared test parsed once and checked against the schemas now known
+/// (see [`crate::assertions::validate`]), in node then source order. A model's
+/// freshness with no `column:` reads its upstream sources' loads.
+async fn parse_checks(
     project: &Project,
     engine: &Engine,
+    dag: &Dag,
     nodes: &BTreeMap<String, Node>,
     sources: &BTreeMap<(String, String), (String, SchemaRef)>,
-) -> Vec<Diagnostic> {
+    errors: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, CheckSet> {
     let lookup = |name: &str| -> Option<Option<SchemaRef>> {
         if let Some(n) = nodes.get(name) {
             return Some(n.schema.clone());
@@ -262,25 +340,102 @@ async fn validate_checks(
         project.sources.contains_key(&key).then(|| sources.get(&key).map(|(_, schema)| schema.clone()))
     };
     let state = engine.ctx.state();
-    let mut relations: Vec<(String, Option<SchemaRef>, &[crate::project::TestDecl])> =
-        nodes.values().map(|n| (n.name.clone(), n.schema.clone(), project.tests_of(&n.name))).collect();
+    let mut relations: Vec<(String, Option<SchemaRef>, &[crate::project::TestDecl], bool)> =
+        nodes.values().map(|n| (n.name.clone(), n.schema.clone(), project.tests_of(&n.name), true)).collect();
     relations.extend(project.sources.iter().map(|(key, t)| {
         let name = format!("{}.{}", key.0, key.1);
-        (name, sources.get(key).map(|(_, schema)| schema.clone()), t.tests.as_slice())
+        (name, sources.get(key).map(|(_, schema)| schema.clone()), t.tests.as_slice(), false)
     }));
-    let mut errors = Vec::new();
-    for (name, schema, decls) in relations {
+    let mut sets = BTreeMap::new();
+    for (name, schema, decls, is_node) in relations {
         let relation_sql = crate::assertions::relation_sql(&name);
+        let mut checks = Vec::new();
         for decl in decls {
-            match crate::assertions::parse(&name, &relation_sql, decl) {
-                Ok(a) => errors.extend(
-                    crate::assertions::validate(&state, &a, decl.name(), schema.as_deref(), &lookup).await,
-                ),
-                Err(d) => errors.push(d),
+            let mut a = match crate::assertions::parse(&name, &relation_sql, decl) {
+                Ok(a) => a,
+                Err(d) => {
+                    errors.push(d);
+                    continue;
+                }
+            };
+            let found =
+                crate::assertions::validate(&state, &a, decl.name(), schema.as_deref(), &lookup).await;
+            if !found.is_empty() {
+                errors.extend(found);
+                continue;
             }
+            if let Kind::Freshness { column, upstream, .. } = &mut a.kind
+                && column.is_empty()
+            {
+                let loads = if is_node { upstream_loads(project, dag, nodes, &name, upstream) } else { None };
+                let Some(loads) = loads else {
+                    errors.push(
+                        Diagnostic::error(format!(
+                            "`freshness` on `{name}` needs `column:`, or upstream sources with a `loaded_at_field`"
+                        ))
+                        .at(&decl.file, decl.line, 0),
+                    );
+                    continue;
+                };
+                *column = UPSTREAM_LOADED_AT.to_string();
+                a.relation_sql = loads;
+            }
+            checks.push(a);
+        }
+        if !checks.is_empty() {
+            sets.insert(name, CheckSet::new(checks));
         }
     }
-    errors
+    sets
+}
+
+/// `select max(<loaded_at_field>) as newest from <source>`, unioned over
+/// `sources` that declare a loaded_at_field ("" when none does).
+pub fn loads_sql<'a>(project: &Project, sources: impl Iterator<Item = &'a (String, String)>) -> String {
+    let parts: Vec<String> = sources
+        .filter_map(|key| {
+            let field = project.sources.get(key)?.loaded_at_field.as_ref()?;
+            Some(format!(
+                "select max({}) as newest from {}",
+                quote_ident(field),
+                crate::assertions::relation_sql(&format!("{}.{}", key.0, key.1))
+            ))
+        })
+        .collect();
+    parts.join(" union all ")
+}
+
+/// A model's upstream loads, as a one-row relation: the oldest of the newest
+/// loads of the sources it reads (directly or through its ancestors), so its
+/// freshness is that of its stalest input. Only the sources in `named` count,
+/// or, when none are named, those with a freshness check of their own (a
+/// monthly table without one would otherwise always look stale). None when no
+/// such source declares a `loaded_at_field`.
+fn upstream_loads(
+    project: &Project,
+    dag: &Dag,
+    nodes: &BTreeMap<String, Node>,
+    model: &str,
+    named: &[String],
+) -> Option<String> {
+    let mut upstream = dag.ancestors(model);
+    upstream.insert(model.to_string());
+    let sources: BTreeSet<&(String, String)> = upstream
+        .iter()
+        .filter_map(|n| nodes.get(n))
+        .flat_map(|n| &n.sources)
+        .filter(|key| {
+            let name = format!("{}.{}", key.0, key.1);
+            if named.is_empty() {
+                project.sources.get(*key).is_some_and(|s| s.tests.iter().any(TestDecl::is_freshness))
+            } else {
+                named.contains(&name)
+            }
+        })
+        .collect();
+    let loads = loads_sql(project, sources.into_iter());
+    (!loads.is_empty())
+        .then(|| format!("(select min(newest) as {UPSTREAM_LOADED_AT} from ({loads}) n) upstream"))
 }
 
 /// Render one model into a node (its SQL, refs and final config).
@@ -302,6 +457,7 @@ fn model_node(renderer: &Renderer, model: &crate::project::Model) -> Result<Node
         description: model.description.clone(),
         columns: model.columns.clone(),
         schema: None,
+        plan: None,
     })
 }
 
@@ -313,7 +469,7 @@ async fn plan_level(
     engine: &Engine,
     nodes: &[&Node],
     threads: usize,
-) -> Vec<(String, Result<SchemaRef, Diagnostic>)> {
+) -> Vec<(String, Result<LogicalPlan, Diagnostic>)> {
     let workers = threads.min(nodes.len() / 8).max(1);
     if workers == 1 {
         let state = engine.ctx.state();
@@ -330,7 +486,7 @@ async fn plan_level(
     // the other workers idle at the end of the level.
     let handle = tokio::runtime::Handle::current();
     let next = AtomicUsize::new(0);
-    let mut planned: Vec<Option<Result<SchemaRef, Diagnostic>>> = nodes.iter().map(|_| None).collect();
+    let mut planned: Vec<Option<Result<LogicalPlan, Diagnostic>>> = nodes.iter().map(|_| None).collect();
     std::thread::scope(|scope| {
         let tasks: Vec<_> = (0..workers)
             .map(|_| {
@@ -370,7 +526,7 @@ async fn plan_node(
     engine: &Engine,
     state: &SessionState,
     node: &Node,
-) -> Result<SchemaRef, Diagnostic> {
+) -> Result<LogicalPlan, Diagnostic> {
     let plan = match node.materialized {
         Materialization::Seed => seed_plan(project, engine, node).await?,
         _ => plan_sql_in(state, &node.sql).await.map_err(|e| {
@@ -378,15 +534,14 @@ async fn plan_node(
             sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled.display().to_string())
         })?,
     };
-    let schema = plan.schema().inner().clone();
     // Dependents are type-checked against this node's schema alone, views
     // included: inlining each view's ancestry into every dependent would make
     // compiling a deep project quadratic (exponential with fan-ins). `run`
     // registers each view with its plan before its dependents run.
     engine
-        .register_placeholder(&node.name, schema.clone())
+        .register_placeholder(&node.name, plan.schema().inner().clone())
         .map_err(|e| Diagnostic::error(e.to_string()).in_file(&node.path))?;
-    Ok(schema)
+    Ok(plan)
 }
 
 /// The seed's CSV read plan, with `column_types` applied.

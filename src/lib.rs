@@ -11,12 +11,14 @@
 pub mod artifacts;
 pub mod assertions;
 pub mod audit;
+pub mod build_plan;
 pub mod cli;
 pub mod commands;
 pub mod compile;
 pub mod dag;
 pub mod diagnostic;
 pub mod error;
+pub mod executor;
 pub mod generate;
 pub mod lease;
 pub mod materialize;

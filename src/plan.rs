@@ -24,6 +24,34 @@ use deltalake::delta_datafusion::planner::DeltaPlanner;
 
 use crate::diagnostic::{Diagnostic, line_col};
 
+/// What an engine can do beyond planning and running SQL: the in-process
+/// shortcuts the build planner uses where they exist. A remote engine (a
+/// cluster) offers none, and the plan does without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Hold a checked view's rows in memory (or local spill files) for the run.
+    pub stage_views: bool,
+    /// Count duplicated keys in a write's or a staged view's stream as rows pass.
+    pub count_keys: bool,
+    /// Prove a check's verdict from Parquet footers before any scan.
+    pub footers: bool,
+}
+
+impl Capabilities {
+    /// The in-process DataFusion session: everything.
+    pub const IN_PROCESS: Capabilities = Capabilities { stage_views: true, count_keys: true, footers: true };
+
+    pub fn describe(&self) -> String {
+        let named = [
+            (self.stage_views, "staged views"),
+            (self.count_keys, "keys counted in streams"),
+            (self.footers, "footer proofs"),
+        ];
+        let on: Vec<&str> = named.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
+        if on.is_empty() { "plain SQL".into() } else { format!("in process ({})", on.join(", ")) }
+    }
+}
+
 pub struct Engine {
     pub ctx: SessionContext,
     /// The target's store options (credentials), for every store it reaches.
@@ -31,6 +59,10 @@ pub struct Engine {
 }
 
 impl Engine {
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities::IN_PROCESS
+    }
+
     pub fn new(target_partitions: usize) -> Self {
         Self::with_storage(target_partitions, Default::default())
     }

@@ -19,7 +19,7 @@ use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, did_you_mean, line_col};
-use crate::project::{ConfigLayer, Project};
+use crate::project::{ConfigLayer, Project, RenderBudget};
 
 /// What rendering a model produced.
 #[derive(Debug, Clone, Default)]
@@ -56,23 +56,6 @@ pub struct Renderer {
     env: Environment<'static>,
     prelude: String,
     budget: RenderBudget,
-}
-
-/// What one template may cost to render (the project file's `render-budget`):
-/// a Jinja loop of 10^10 iterations or a template producing gigabytes is an
-/// error naming the model, not a hang or an aborted allocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RenderBudget {
-    /// minijinja fuel: one per instruction, plus one per 64 bytes of data made.
-    pub instructions: u64,
-    /// Bytes of rendered SQL per model.
-    pub output_bytes: usize,
-}
-
-impl Default for RenderBudget {
-    fn default() -> Self {
-        RenderBudget { instructions: 20_000_000, output_bytes: 64 << 20 }
-    }
 }
 
 /// Environment variables that hold secrets (dbt's `DBT_ENV_SECRET_` prefix,

@@ -5,9 +5,10 @@
 //! and is reported skipped, as if it had waited.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
+
+use crate::executor::Slots;
 
 /// A source, by (source name, table name).
 pub type SourceKey = (String, String);
@@ -16,20 +17,16 @@ pub type SourceKey = (String, String);
 /// `Some(None)` when they passed or `Some(Some(why))` when they failed.
 ///
 /// A reader waiting for a verdict does no work, so it should not hold one of
-/// the run's `threads`: the scheduler counts the [`waiting`](Self::waiting)
-/// readers out, and [`a_reader_waits`](Self::a_reader_waits) tells it when
-/// one more does.
+/// the run's `threads`: it [parks](Slots::park) while it waits.
 #[derive(Default)]
 pub struct SourceVerdicts {
     cells: BTreeMap<SourceKey, watch::Sender<Option<Option<String>>>>,
-    waiting: AtomicUsize,
-    wake: Notify,
 }
 
 impl SourceVerdicts {
     pub fn new<'a>(checked: impl IntoIterator<Item = &'a SourceKey>) -> Self {
         let cells = checked.into_iter().map(|k| (k.clone(), watch::Sender::new(None))).collect();
-        SourceVerdicts { cells, waiting: AtomicUsize::new(0), wake: Notify::new() }
+        SourceVerdicts { cells }
     }
 
     /// Record `key`'s verdict: why its checks failed, if they did. The first one stands.
@@ -63,12 +60,17 @@ impl SourceVerdicts {
         sources.iter().find_map(|k| Some((k, self.cells.get(k)?.borrow().clone()??)))
     }
 
-    /// Wait for the verdicts of `sources` (those checked); the first that failed.
-    pub async fn failed<'a>(&self, sources: &'a [SourceKey]) -> Option<(&'a SourceKey, String)> {
+    /// Wait for the verdicts of `sources` (those checked), parked in `slots`;
+    /// the first that failed.
+    pub async fn failed<'a>(
+        &self,
+        sources: &'a [SourceKey],
+        slots: &Slots,
+    ) -> Option<(&'a SourceKey, String)> {
         for key in sources {
             let Some(cell) = self.cells.get(key) else { continue };
             let mut rx = cell.subscribe();
-            let _counted = rx.borrow().is_none().then(|| Waiting::start(self));
+            let _parked = rx.borrow().is_none().then(|| slots.park());
             // The sender lives as long as `self`: waiting cannot fail.
             let verdict = rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone()).flatten();
             if let Some(why) = verdict {
@@ -76,33 +78,6 @@ impl SourceVerdicts {
             }
         }
         None
-    }
-
-    /// Readers waiting for a verdict now.
-    pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::SeqCst)
-    }
-
-    /// Resolves when a reader starts waiting (at once if one did since the last call).
-    pub async fn a_reader_waits(&self) {
-        self.wake.notified().await
-    }
-}
-
-/// One reader counted as waiting, until dropped (even if its wait is cancelled).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn start(verdicts: &'a SourceVerdicts) -> Self {
-        verdicts.waiting.fetch_add(1, Ordering::SeqCst);
-        verdicts.wake.notify_one();
-        Waiting(&verdicts.waiting)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -123,29 +98,31 @@ mod tests {
     async fn readers_wait_for_the_verdicts_of_their_checked_sources() {
         let (a, b, unchecked) = (key("a"), key("b"), key("c"));
         let verdicts = std::sync::Arc::new(SourceVerdicts::new([&a, &b]));
+        let slots = std::sync::Arc::new(Slots::default());
         let sources = vec![unchecked.clone(), a.clone(), b.clone()];
         assert_eq!(verdicts.failed_now(&sources), None);
         let waiting = {
-            let (v, s) = (verdicts.clone(), sources.clone());
-            tokio::spawn(async move { v.failed(&s).await.map(|(k, why)| (k.clone(), why)) })
+            let (v, s, slots) = (verdicts.clone(), sources.clone(), slots.clone());
+            tokio::spawn(async move { v.failed(&s, &slots).await.map(|(k, why)| (k.clone(), why)) })
         };
         verdicts.give(&a, None);
-        verdicts.a_reader_waits().await;
+        slots.a_step_parks().await;
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "b's verdict is still due");
-        assert_eq!(verdicts.waiting(), 1);
+        assert_eq!(slots.parked(), 1);
         verdicts.give(&b, Some("3 null ids".into()));
         verdicts.give(&b, None); // the first verdict stands
         assert_eq!(waiting.await.unwrap(), Some((b.clone(), "3 null ids".to_string())));
-        assert_eq!(verdicts.waiting(), 0);
+        assert_eq!(slots.parked(), 0);
         assert_eq!(verdicts.failed_now(&sources), Some((&b, "3 null ids".to_string())));
-        assert_eq!(verdicts.failed(&[unchecked, a]).await, None);
+        assert_eq!(verdicts.failed(&[unchecked, a], &slots).await, None);
     }
 
     #[tokio::test]
     async fn checks_that_stop_without_a_verdict_fail_their_source() {
         let (a, b) = (key("a"), key("b"));
         let verdicts = SourceVerdicts::new([&a, &b]);
+        let slots = Slots::default();
         drop(verdicts.guard(&a));
         {
             let _guard = verdicts.guard(&b);
@@ -153,10 +130,10 @@ mod tests {
         }
         assert!(
             verdicts
-                .failed(std::slice::from_ref(&a))
+                .failed(std::slice::from_ref(&a), &slots)
                 .await
                 .is_some_and(|(_, why)| why.contains("internal error"))
         );
-        assert_eq!(verdicts.failed(std::slice::from_ref(&b)).await, None);
+        assert_eq!(verdicts.failed(std::slice::from_ref(&b), &slots).await, None);
     }
 }

@@ -18,10 +18,9 @@ use datafusion::arrow::datatypes::Int64Type;
 use datafusion::error::DataFusionError;
 use futures::StreamExt;
 
-use super::failing::first_rows;
+use super::check::{Assertion, Kind, Outcome, Status};
 use super::key_hashes::KeyHashes;
 use super::key_runs::Counted;
-use super::{Assertion, Kind, Outcome, Status};
 use crate::plan::Engine;
 use crate::render::quote_ident;
 
@@ -138,7 +137,7 @@ pub(super) fn judge_freshness(a: &Assertion, row: Result<Vec<i64>, String>, as_o
     let lag = lag_hours(row.get(1).copied(), as_of_us);
     o.observed = lag;
     let over = |h: &Option<f64>| h.is_some_and(|h| lag > h);
-    o.status = if over(error_after_hours) && a.severity == super::Severity::Error {
+    o.status = if over(error_after_hours) && a.severity == super::check::Severity::Error {
         Status::Fail
     } else if over(warn_after_hours) || over(error_after_hours) {
         Status::Warn
@@ -409,11 +408,26 @@ async fn single_row(engine: &Engine, sql: &str) -> Result<Vec<u64>, String> {
     Ok(single_row_signed(engine, sql).await?.into_iter().map(|v| v.max(0) as u64).collect())
 }
 
+/// The first `n` rows of `batches`.
+pub(super) fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
+    let mut left = n;
+    let mut out = Vec::new();
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let take = b.num_rows().min(left);
+        out.push(b.slice(0, take));
+        left -= take;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assertions::check::{Severity, Threshold};
     use crate::assertions::key_runs::KEY_ROWS;
-    use crate::assertions::{Severity, Threshold};
 
     fn check(kind: Kind, filter: Option<&str>) -> Assertion {
         Assertion {
@@ -530,7 +544,7 @@ mod tests {
         assert_eq!((o.status, o.rows_checked, o.failing_rows), (Status::Warn, 20, 10));
         // limit 0 still keeps the keys the console shows: SAMPLE_ROWS of them.
         let keys = &results[0].duplicated_keys;
-        assert_eq!(keys.iter().map(|b| b.num_rows()).sum::<usize>(), crate::assertions::failing::SAMPLE_ROWS);
+        assert_eq!(keys.iter().map(|b| b.num_rows()).sum::<usize>(), crate::assertions::check::SAMPLE_ROWS);
         let n = keys[0].column_by_name(KEY_ROWS).unwrap().as_primitive::<Int64Type>();
         assert!(n.values().iter().all(|&n| n >= 2), "{n:?}");
 

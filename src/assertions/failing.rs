@@ -14,16 +14,11 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::prelude::{Expr, SessionContext, ident, lit};
 use url::Url;
 
+use super::check::{Assertion, DEFAULT_LIMIT, Kind, Outcome, SAMPLE_ROWS};
+use super::evaluate::{filter, first_rows};
 use super::key_runs::KEY_ROWS;
-use super::{Assertion, Kind, Outcome, evaluate::filter};
 use crate::plan::Engine;
 use crate::render::quote_ident;
-
-/// Keys shown per failed check.
-pub const SAMPLE_ROWS: usize = 5;
-
-/// Failing rows stored per failed check unless its `limit` says otherwise.
-pub const DEFAULT_LIMIT: usize = 1000;
 
 /// SQL returning the failing rows of `a`, or None when the check is about the
 /// relation as a whole (row count, freshness). A reconciliation's failing
@@ -54,7 +49,7 @@ pub fn failing_rows_sql(a: &Assertion) -> Option<String> {
             let c = quote_ident(column);
             format!(
                 "select * from {r} child where {f} and child.{c} is not null and not exists (select 1 from {} parent where parent.{} = child.{c})",
-                super::relation_sql(to),
+                super::evaluate::relation_sql(to),
                 quote_ident(field)
             )
         }
@@ -246,21 +241,6 @@ fn sample(batches: &[RecordBatch], key: &[String]) -> Vec<String> {
         }
     }
     shown
-}
-
-/// The first `n` rows of `batches`.
-pub(super) fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
-    let mut left = n;
-    let mut out = Vec::new();
-    for b in batches {
-        if left == 0 {
-            break;
-        }
-        let take = b.num_rows().min(left);
-        out.push(b.slice(0, take));
-        left -= take;
-    }
-    out
 }
 
 /// Each row as `col=value, col=value`.

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use datafusion::physical_plan::{ExecutionPlan, collect};
 
+use super::check::{Assertion, Kind, Severity, Status};
 use super::evaluate::{first_row, freshness_sql, judge_freshness};
-use super::{Assertion, Kind, Severity, Status};
 use crate::plan::Engine;
 use crate::render::quote_ident;
 

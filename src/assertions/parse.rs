@@ -5,7 +5,7 @@
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::{Assertion, Kind, Severity, Threshold};
+use super::check::{Assertion, Kind, Severity, Threshold};
 use crate::diagnostic::Diagnostic;
 use crate::project::TestDecl;
 

@@ -7,7 +7,7 @@
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::execution::SessionState;
 
-use super::{Assertion, Kind};
+use super::check::{Assertion, Kind};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 
 /// What compile knows of a relation a test names: None when there is no such

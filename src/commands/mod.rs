@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::artifacts;
 use crate::audit::Auditor;
 use crate::cli::{Command, Gate, Global, LsOutput, Selection};
-use crate::compile::{Compiled, compile};
+use crate::compile::{self, Compiled};
 use crate::error::{Error, Result};
 use crate::profile;
 use crate::project::{self, Project};
@@ -42,8 +42,12 @@ pub async fn dispatch(global: &Global, command: Command) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Run(sel) => run_selection(global, &sel, None).await,
-        Command::Build { selection, gate } => run_selection(global, &selection, Some(&gate)).await,
+        Command::Run { selection, plan: true } => print_plan(global, &selection, None).await,
+        Command::Build { selection, gate, plan: true } => print_plan(global, &selection, Some(&gate)).await,
+        Command::Run { selection, plan: false } => run_selection(global, &selection, None).await,
+        Command::Build { selection, gate, plan: false } => {
+            run_selection(global, &selection, Some(&gate)).await
+        }
         Command::Ls { selection, output } => {
             let c = compile_project(global).await?;
             let chosen = resolve_selection(&c, &selection)?;
@@ -100,7 +104,9 @@ pub async fn compile_project(global: &Global) -> Result<Compiled> {
         .threads
         .or(target.threads)
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
-    compile(p, target, threads).await
+    let rendered = compile::render(p, target, threads)?;
+    artifacts::write_compiled_sql(&rendered)?;
+    compile::plan(rendered).await
 }
 
 pub(crate) fn resolve_selection(c: &Compiled, sel: &Selection) -> Result<BTreeSet<String>> {
@@ -110,6 +116,17 @@ pub(crate) fn resolve_selection(c: &Compiled, sel: &Selection) -> Result<BTreeSe
         .map(|n| NodeFacts { name: &n.name, path: &n.path, tags: &n.tags, sources: &n.sources })
         .collect();
     select::resolve(&c.dag, &facts, &sel.select, &sel.exclude)
+}
+
+/// `--plan`: the build plan of the selection, printed; nothing runs, nothing is written.
+async fn print_plan(global: &Global, sel: &Selection, gate: Option<&Gate>) -> Result<i32> {
+    let c = compile_project(global).await?;
+    let chosen = resolve_selection(&c, sel)?;
+    let options =
+        crate::build_plan::Options { gate: gate.is_some(), warn_error: gate.is_some_and(|g| g.warn_error) };
+    let plan = crate::build_plan::plan(&c, &chosen, options, c.engine.capabilities());
+    print!("{}", plan.describe(&c, c.threads));
+    Ok(0)
 }
 
 /// `tally run` (no `gate`) or `tally build` (write, audit, publish).

@@ -5,12 +5,11 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::{compile_project, resolve_selection};
-use crate::assertions;
-use crate::audit::{Auditor, Upstream, upstream_loads};
+use crate::assertions::{self, Assertion, CheckSet, Kind, Outcome};
+use crate::audit::Auditor;
 use crate::cli::{Gate, Global, Selection};
 use crate::compile::{Compiled, SingularTest};
 use crate::error::{Error, Result};
-use crate::project::TestDecl;
 use crate::run::{NodeResult, prepare_unselected};
 
 /// `only_freshness`: `tally freshness`, the sources' freshness checks alone.
@@ -22,33 +21,29 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
     let unbuilt = prepare_unselected(&c, &BTreeSet::new()).await;
     let run_id = super::run_id();
     let auditor = Auditor::new(&c, &run_id, gate.warn_error).await;
-    let wanted = |decls: &[TestDecl]| -> Vec<TestDecl> {
-        decls.iter().filter(|d| !only_freshness || d.is_freshness()).cloned().collect()
+    let wanted = |relation: &str| -> CheckSet {
+        let set = c.checks_of(relation);
+        if only_freshness { set.filter(|a| matches!(a.kind, Kind::Freshness { .. })) } else { set.clone() }
     };
 
-    // (relation, its checks, never built, is a node)
-    let mut relations: Vec<(String, Vec<TestDecl>, bool, bool)> = Vec::new();
+    // (relation, its checks, never built)
+    let mut relations: Vec<(String, CheckSet, bool)> = Vec::new();
     for name in c.dag.topo_order().filter(|n| chosen.contains(*n)) {
         let never_built = unbuilt.contains(name) || c.dag.ancestors(name).iter().any(|a| unbuilt.contains(a));
-        relations.push((name.to_string(), wanted(c.project.tests_of(name)), never_built, true));
+        relations.push((name.to_string(), wanted(name), never_built));
     }
     // The sources' own checks: all of them, or those `source:` selectors name.
     let sources = crate::select::sources(c.project.sources.keys(), &sel.select, &sel.exclude)?;
-    for (key, decl) in c.project.sources.iter().filter(|(key, _)| sources.contains(*key)) {
-        relations.push((
-            format!("{}.{}", key.0, key.1),
-            wanted(&decl.tests),
-            !c.sources.contains_key(key),
-            false,
-        ));
+    for key in c.project.sources.keys().filter(|key| sources.contains(*key)) {
+        let name = format!("{}.{}", key.0, key.1);
+        let checks = wanted(&name);
+        relations.push((name, checks, !c.sources.contains_key(key)));
     }
-    for (relation, decls, never_built, is_node) in relations {
+    for (relation, checks, never_built) in relations {
         if never_built {
-            auditor.record(not_built(&relation, &decls));
+            auditor.record(not_built(&relation, checks.checks()));
         } else {
-            let upstream = |named: &[String]| upstream_loads(&c, &relation, named);
-            let upstream = is_node.then_some(&upstream as &Upstream<'_>);
-            auditor.check(&c.engine, &relation, &assertions::relation_sql(&relation), &decls, upstream).await;
+            auditor.check(&c.engine, checks.checks()).await;
         }
     }
     if !only_freshness {
@@ -80,14 +75,9 @@ pub(super) fn not_ready(t: &SingularTest, why: &str) -> assertions::Outcome {
 }
 
 /// Error outcomes for checks on a relation that was never built.
-fn not_built(relation: &str, decls: &[TestDecl]) -> Vec<assertions::Outcome> {
-    decls
-        .iter()
-        .map(|d| match assertions::parse(relation, &assertions::relation_sql(relation), d) {
-            Ok(a) => a.outcome(Err(format!("`{relation}` has not been built; run `tally build` first"))),
-            Err(diag) => assertions::Outcome::invalid(relation, d, diag.headline()),
-        })
-        .collect()
+fn not_built(relation: &str, checks: &[Assertion]) -> Vec<Outcome> {
+    let why = format!("`{relation}` has not been built; run `tally build` first");
+    checks.iter().map(|a| a.outcome(Err(why.clone()))).collect()
 }
 
 /// Print the assertions' report, write run_results.json (and JUnit XML when
@@ -126,5 +116,5 @@ pub(super) async fn finish(
 }
 
 fn start_us(c: &Compiled) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(&c.run_started_at).map(|t| t.timestamp_micros()).unwrap_or_default()
+    c.run_started_at.timestamp_micros()
 }

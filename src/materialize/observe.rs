@@ -13,6 +13,7 @@
 //! and one partition ordered by the key's columns first. Counts are only taken
 //! from a stream read to its end; anything else is left to the query.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -33,7 +34,6 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 
-use super::scratch::adjacent;
 use crate::assertions::{KeyCounts, KeyRuns};
 
 /// What a [`CountKeysExec`] found, once its stream has ended.
@@ -241,6 +241,24 @@ impl ExecutionPlan for CountKeysExec {
             });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
     }
+}
+
+/// Whether `plan` yields rows with equal `key`s adjacent: in one partition,
+/// ordered by the key's columns first (in any order and direction).
+pub(super) fn adjacent(plan: &Arc<dyn ExecutionPlan>, key: &[String]) -> bool {
+    let props = plan.properties();
+    let Some(ordering) =
+        props.output_ordering().filter(|_| props.output_partitioning().partition_count() == 1)
+    else {
+        return false;
+    };
+    let leading: BTreeSet<&str> = ordering
+        .iter()
+        .take(key.len())
+        .filter_map(|s| s.expr.downcast_ref::<Column>())
+        .map(Column::name)
+        .collect();
+    !key.is_empty() && leading.len() == key.len() && key.iter().all(|c| leading.contains(c.as_str()))
 }
 
 #[cfg(test)]

@@ -38,13 +38,12 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::common::spawn_buffered;
-use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::ident;
 use futures::StreamExt;
 
-use super::observe::observe;
+use super::observe::{adjacent, observe};
 use crate::assertions::{Counted, KeyCounts, KeyRuns};
 use crate::plan::{Engine, parquet_table};
 
@@ -295,24 +294,6 @@ pub struct Staged {
     pub own: Counted,
     /// Each of [`ToCount::tables`], in order: None where it was not counted.
     pub tables: Vec<Option<KeyCounts>>,
-}
-
-/// Whether `plan` yields rows with equal `key`s adjacent: in one partition,
-/// ordered by the key's columns first (in any order and direction).
-pub(super) fn adjacent(plan: &Arc<dyn ExecutionPlan>, key: &[String]) -> bool {
-    let props = plan.properties();
-    let Some(ordering) =
-        props.output_ordering().filter(|_| props.output_partitioning().partition_count() == 1)
-    else {
-        return false;
-    };
-    let leading: BTreeSet<&str> = ordering
-        .iter()
-        .take(key.len())
-        .filter_map(|s| s.expr.downcast_ref::<Column>())
-        .map(Column::name)
-        .collect();
-    !key.is_empty() && leading.len() == key.len() && key.iter().all(|c| leading.contains(c.as_str()))
 }
 
 /// The columns of table `name` that `readers` read, from the scans of it in

@@ -34,8 +34,7 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
-use super::observe::{CountKeysExec, Observed};
-use super::scratch::adjacent;
+use super::observe::{CountKeysExec, Observed, adjacent};
 use crate::plan::Engine;
 
 /// A model's plan, ready for [`write_table`](super::write_table).

@@ -42,7 +42,7 @@ pub struct ProjectFile {
     /// Folder-level seed config, same shape as `models`.
     #[serde(default)]
     pub seeds: Option<Value>,
-    /// tally: what one template may cost to render (see `render::RenderBudget`).
+    /// tally: what one template may cost to render (see `RenderBudget`).
     #[serde(default)]
     pub render_budget: Option<RenderBudgetDecl>,
 }

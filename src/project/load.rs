@@ -13,7 +13,9 @@ use super::files::{
 };
 use super::lines::PropertiesText;
 use super::paths;
-use super::{Column, MacroFile, Model, Project, Seed, SingularTest, SourceTable, TestDecl, yaml};
+use super::{
+    Column, MacroFile, Model, Project, RenderBudget, Seed, SingularTest, SourceTable, TestDecl, yaml,
+};
 use crate::diagnostic::{Diagnostic, did_you_mean, line_col};
 use crate::error::{Error, Result};
 
@@ -37,11 +39,79 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
     vars.extend(cli_vars.clone());
 
     let mut errors = Vec::new();
+    let (mut props, model_files) = read_properties(&dir, &pf.model_paths, &mut warnings, &mut errors)?;
+    let models = load_models(&dir, &pf, model_files, &mut props, &mut errors)?;
+    let seeds = load_seeds(&dir, &pf, (&file, &project_text), &models, &mut props, &mut errors)?;
+
+    for (name, (file, line)) in props.model_lines {
+        if !models.contains_key(&name) && !seeds.contains_key(&name) {
+            let mut w = Diagnostic::error(format!(
+                "properties declared for model `{name}`, but no such model file exists"
+            ))
+            .at(&file, line, 0);
+            if let Some(h) = did_you_mean(&name, models.keys().map(String::as_str)) {
+                w = w.with_help(h);
+            }
+            warnings.push(w);
+        }
+    }
+
+    let macros =
+        sql_files(&dir, &pf.macro_paths)?.into_iter().map(|(path, text)| MacroFile { path, text }).collect();
+    // dbt's singular tests: each `.sql` file under the test paths is a query
+    // returning failing rows.
+    let singular_tests = sql_files(&dir, &pf.test_paths)?
+        .into_iter()
+        .map(|(path, sql)| SingularTest { name: stem(&path), path, sql })
+        .collect();
+
+    errors.extend(props.errors);
+    if !errors.is_empty() {
+        return Err(Error::Project(errors));
+    }
+    // Normalised and checked by `configured_paths`.
+    let mut clean_targets: Vec<PathBuf> = pf.clean_targets.iter().map(PathBuf::from).collect();
+    if clean_targets.is_empty() {
+        clean_targets.push(PathBuf::from(&pf.target_path));
+    }
+    let defaults = RenderBudget::default();
+    let render_budget = RenderBudget {
+        instructions: pf.render_budget.as_ref().and_then(|b| b.instructions).unwrap_or(defaults.instructions),
+        output_bytes: pf.render_budget.as_ref().and_then(|b| b.output_bytes).unwrap_or(defaults.output_bytes),
+    };
+    Ok(Project {
+        render_budget,
+        dir,
+        name: pf.name,
+        file,
+        profile: pf.profile,
+        target_path: PathBuf::from(pf.target_path),
+        clean_targets,
+        vars,
+        models,
+        seeds,
+        sources: props.sources,
+        macros,
+        singular_tests,
+        warnings,
+    })
+}
+
+/// The properties of every YAML file under the model paths (read and parsed
+/// on all cores: a large project has thousands, then merged in path order,
+/// so diagnostics do not depend on timing), and the model files found there
+/// as (root, path).
+fn read_properties(
+    dir: &Path,
+    model_paths: &[String],
+    warnings: &mut Vec<Diagnostic>,
+    errors: &mut Vec<Diagnostic>,
+) -> Result<(Properties, Vec<(String, PathBuf)>)> {
     let mut props = Properties::default();
     let mut model_files = Vec::new();
     let mut yaml_files = Vec::new();
-    for root in &pf.model_paths {
-        for path in walk(&dir, Path::new(root))? {
+    for root in model_paths {
+        for path in walk(dir, Path::new(root))? {
             match path.extension().and_then(|e| e.to_str()) {
                 Some("sql") => model_files.push((root.clone(), path)),
                 Some("yml" | "yaml") => yaml_files.push(path),
@@ -54,7 +124,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
     let parsed = yaml_files
         .into_par_iter()
         .map(|path| {
-            let text = read(&dir, &path)?;
+            let text = read(dir, &path)?;
             let mut file_warnings = Vec::new();
             let parsed =
                 yaml::parse::<PropertiesFile>(&path, &text, DBT_PROPERTIES_KEYS_IGNORED, &mut file_warnings);
@@ -68,9 +138,21 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
             Err(d) => errors.push(d),
         }
     }
+    Ok((props, model_files))
+}
+
+/// Every model file, its properties and folder config merged; a disabled
+/// model is left out.
+fn load_models(
+    dir: &Path,
+    pf: &ProjectFile,
+    model_files: Vec<(String, PathBuf)>,
+    props: &mut Properties,
+    errors: &mut Vec<Diagnostic>,
+) -> Result<BTreeMap<String, Model>> {
     let texts = model_files
         .par_iter()
-        .map(|(_, path)| read(&dir, path).map(|sql| (checksum(&sql), sql)))
+        .map(|(_, path)| read(dir, path).map(|sql| (checksum(&sql), sql)))
         .collect::<Result<Vec<_>>>()?;
 
     let mut models = BTreeMap::new();
@@ -114,9 +196,22 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
         }
     }
 
+    Ok(models)
+}
+
+/// Every seed (CSV) under the seed paths, with its properties.
+fn load_seeds(
+    dir: &Path,
+    pf: &ProjectFile,
+    project_file: (&Path, &str),
+    models: &BTreeMap<String, Model>,
+    props: &mut Properties,
+    errors: &mut Vec<Diagnostic>,
+) -> Result<BTreeMap<String, Seed>> {
+    let (file, project_text) = project_file;
     let mut seeds = BTreeMap::new();
     for root in &pf.seed_paths {
-        for path in walk(&dir, Path::new(root))? {
+        for path in walk(dir, Path::new(root))? {
             if path.extension().and_then(|e| e.to_str()) != Some("csv") {
                 continue;
             }
@@ -125,7 +220,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
                 errors.push(d);
                 continue;
             }
-            let text = read(&dir, &path)?;
+            let text = read(dir, &path)?;
             if text.trim().is_empty() {
                 errors.push(
                     Diagnostic::error(format!("seed `{name}` is empty"))
@@ -144,7 +239,7 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
                 _ => project_text
                     .lines()
                     .position(|l| l.contains("column_types"))
-                    .map(|l| (file.clone(), l + 1)),
+                    .map(|l| (file.to_path_buf(), l + 1)),
             };
             let mut layers = folder_layers(pf.seeds.as_ref(), &pf.name, &folders_below(root.as_ref(), &path));
             if let Some((_, d)) = &decl {
@@ -173,72 +268,21 @@ pub fn load(dir: &Path, cli_vars: &BTreeMap<String, serde_json::Value>) -> Resul
             seeds.insert(name, seed);
         }
     }
+    Ok(seeds)
+}
 
-    for (name, (file, line)) in props.model_lines {
-        if !models.contains_key(&name) && !seeds.contains_key(&name) {
-            let mut w = Diagnostic::error(format!(
-                "properties declared for model `{name}`, but no such model file exists"
-            ))
-            .at(&file, line, 0);
-            if let Some(h) = did_you_mean(&name, models.keys().map(String::as_str)) {
-                w = w.with_help(h);
-            }
-            warnings.push(w);
-        }
-    }
-
-    let mut macros = Vec::new();
-    for root in &pf.macro_paths {
-        for path in walk(&dir, Path::new(root))? {
+/// The `.sql` files under `roots`, with their text, in path order.
+fn sql_files(dir: &Path, roots: &[String]) -> Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    for root in roots {
+        for path in walk(dir, Path::new(root))? {
             if path.extension().and_then(|e| e.to_str()) == Some("sql") {
-                let text = read(&dir, &path)?;
-                macros.push(MacroFile { path, text });
+                let text = read(dir, &path)?;
+                out.push((path, text));
             }
         }
     }
-
-    // dbt's singular tests: each `.sql` file under the test paths is a query
-    // returning failing rows.
-    let mut singular_tests = Vec::new();
-    for root in &pf.test_paths {
-        for path in walk(&dir, Path::new(root))? {
-            if path.extension().and_then(|e| e.to_str()) == Some("sql") {
-                let sql = read(&dir, &path)?;
-                singular_tests.push(SingularTest { name: stem(&path), path, sql });
-            }
-        }
-    }
-
-    errors.extend(props.errors);
-    if !errors.is_empty() {
-        return Err(Error::Project(errors));
-    }
-    // Normalised and checked by `configured_paths`.
-    let mut clean_targets: Vec<PathBuf> = pf.clean_targets.iter().map(PathBuf::from).collect();
-    if clean_targets.is_empty() {
-        clean_targets.push(PathBuf::from(&pf.target_path));
-    }
-    let defaults = crate::render::RenderBudget::default();
-    let render_budget = crate::render::RenderBudget {
-        instructions: pf.render_budget.as_ref().and_then(|b| b.instructions).unwrap_or(defaults.instructions),
-        output_bytes: pf.render_budget.as_ref().and_then(|b| b.output_bytes).unwrap_or(defaults.output_bytes),
-    };
-    Ok(Project {
-        render_budget,
-        dir,
-        name: pf.name,
-        file,
-        profile: pf.profile,
-        target_path: PathBuf::from(pf.target_path),
-        clean_targets,
-        vars,
-        models,
-        seeds,
-        sources: props.sources,
-        macros,
-        singular_tests,
-        warnings,
-    })
+    Ok(out)
 }
 
 /// Properties gathered from every YAML file under the model paths.

@@ -40,7 +40,7 @@ pub struct Project {
     pub singular_tests: Vec<SingularTest>,
     pub warnings: Vec<Warning>,
     /// What one template may cost to render.
-    pub render_budget: crate::render::RenderBudget,
+    pub render_budget: RenderBudget,
 }
 
 /// A SQL file under `test-paths` (dbt's singular test): a Jinja query whose
@@ -161,5 +161,22 @@ impl Project {
     /// Names that `ref()` can resolve: models and seeds.
     pub fn node_names(&self) -> impl Iterator<Item = &str> {
         self.models.keys().chain(self.seeds.keys()).map(String::as_str)
+    }
+}
+
+/// What one template may cost to render (the project file's `render-budget`):
+/// a Jinja loop of 10^10 iterations or a template producing gigabytes is an
+/// error naming the model, not a hang or an aborted allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderBudget {
+    /// minijinja fuel: one per instruction, plus one per 64 bytes of data made.
+    pub instructions: u64,
+    /// Bytes of rendered SQL per model.
+    pub output_bytes: usize,
+}
+
+impl Default for RenderBudget {
+    fn default() -> Self {
+        RenderBudget { instructions: 20_000_000, output_bytes: 64 << 20 }
     }
 }

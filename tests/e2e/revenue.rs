@@ -736,3 +736,20 @@ fn typod_raw_root_changes_no_table() {
     assert_eq!(delta_logs(&d.join("warehouse")), before, "a Delta log changed");
     assert_eq!(rows(&read_delta(&d.join("warehouse/funnel_conversion_monthly"))), funnel);
 }
+
+/// The reference project's build plan: every step, its edges and priority,
+/// for the whole project and for one selection; nothing runs.
+#[test]
+fn build_plan_snapshot() {
+    let project = reference_project();
+    let d = project.path();
+    let raw = repo_root().join("tests_data/raw");
+    let vars = format!("{{raw_root: '{}'}}", raw.display());
+    let plan = tally(d, &["build", "--plan", "--threads", "2", "--vars", &vars]);
+    plan.assert_code(0);
+    insta::assert_snapshot!("reference_build_plan", plan.stdout);
+    let plan = tally(d, &["run", "--plan", "--threads", "2", "--vars", &vars, "-s", "+customer_mrr_monthly"]);
+    plan.assert_code(0);
+    insta::assert_snapshot!("reference_run_plan", plan.stdout);
+    assert!(!d.join("warehouse").exists(), "--plan wrote a table");
+}
