@@ -19,7 +19,7 @@ use crate::assertions::{
 };
 use crate::compile::{Compiled, SingularTest};
 use crate::executor::Slots;
-use crate::materialize::{Audit, IN_MEMORY_BYTES, Observed, Scratch};
+use crate::materialize::{Audit, IN_MEMORY_BYTES, Passed, Rejected, Scratch, StagedWrite, WrittenKeys};
 use crate::plan::Engine;
 use crate::render::quote_ident;
 use crate::verdicts::{SourceKey, SourceVerdicts, failed_source_message};
@@ -44,6 +44,8 @@ pub struct Auditor {
     spent_us: AtomicU64,
     /// Failing rows left for later (see [`Auditor::check_source_counted`]).
     deferred: Mutex<Vec<Deferred>>,
+    /// What the command should tell the user before the checks run.
+    pub warnings: Vec<String>,
 }
 
 /// A warning's failing rows, not read yet: what [`failing::collect`] needs.
@@ -56,8 +58,10 @@ struct Deferred {
 
 impl Auditor {
     pub async fn new(c: &Compiled, run_id: &str, warn_error: bool) -> Auditor {
+        let (as_of_us, warning) = as_of_us(c).await;
         Auditor {
-            as_of_us: as_of_us(c).await,
+            as_of_us,
+            warnings: warning.into_iter().collect(),
             warn_error,
             dir: c.target.audit_url(run_id),
             scratch: Scratch::new(
@@ -340,8 +344,8 @@ fn summarize(outcomes: &[Outcome], pick: impl Fn(&Outcome) -> bool, what: &str) 
 /// The instant freshness is measured against (SPEC §3): with an `as_of` var,
 /// the end of that day (UTC); with `freshness_as_of: latest_load`, the newest
 /// load of any source (so synthetic or replayed data is judged against its
-/// own clock); otherwise now.
-pub async fn as_of_us(c: &Compiled) -> i64 {
+/// own clock); otherwise now, with a warning when `latest_load` was asked for.
+pub async fn as_of_us(c: &Compiled) -> (i64, Option<String>) {
     let vars = &c.project.vars;
     let end_of_as_of = vars
         .get("as_of")
@@ -351,8 +355,9 @@ pub async fn as_of_us(c: &Compiled) -> i64 {
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc().timestamp_micros());
     if let Some(t) = end_of_as_of {
-        return t;
+        return (t, None);
     }
+    let now = chrono::Utc::now().timestamp_micros();
     if vars.get("freshness_as_of").and_then(|v| v.as_str()) == Some("latest_load") {
         let loads = crate::compile::loads_sql(&c.project, c.sources.keys());
         let newest = if loads.is_empty() {
@@ -360,17 +365,14 @@ pub async fn as_of_us(c: &Compiled) -> i64 {
         } else {
             single_timestamp(&c.engine, &format!("select max(newest) from ({loads}) n")).await
         };
-        match newest {
-            Ok(Some(newest)) => return newest,
-            Ok(None) => eprintln!(
-                "warning: freshness_as_of: latest_load, but no source has a loaded_at_field value; measuring against now"
-            ),
-            Err(e) => eprintln!(
-                "warning: freshness_as_of: latest_load: cannot read the sources' newest loads ({e}); measuring against now"
-            ),
-        }
+        let warning = match newest {
+            Ok(Some(newest)) => return (newest, None),
+            Ok(None) => "freshness_as_of: latest_load, but no source has a loaded_at_field value; measuring against now".to_string(),
+            Err(e) => format!("freshness_as_of: latest_load: cannot read the sources' newest loads ({e}); measuring against now"),
+        };
+        return (now, Some(warning));
     }
-    chrono::Utc::now().timestamp_micros()
+    (now, None)
 }
 
 async fn single_timestamp(engine: &Engine, sql: &str) -> Result<Option<i64>, String> {
@@ -389,8 +391,8 @@ async fn single_timestamp(engine: &Engine, sql: &str) -> Result<Option<i64>, Str
     Ok((!ts.is_null(0)).then(|| ts.value(0)))
 }
 
-/// The publish gate's audit of one model: its checks on exactly the files
-/// the commit would add.
+/// The publish gate's audit of one model: its checks on the table as the
+/// commit would leave it (see [`StagedWrite::after_commit`]).
 pub struct ModelAudit {
     pub compiled: Arc<Compiled>,
     pub auditor: Arc<Auditor>,
@@ -399,9 +401,7 @@ pub struct ModelAudit {
     pub schema: SchemaRef,
     /// Duplicates counted on the rows as they were written, by key columns
     /// (see [`plan_write`](crate::materialize::plan_write)).
-    pub written_keys: Vec<(Vec<String>, Observed)>,
-    /// What the checks found, once the gate has run.
-    pub outcomes: Mutex<Vec<Outcome>>,
+    pub written_keys: WrittenKeys,
     /// The checked sources the model reads, whose verdicts it waits for.
     pub sources: Vec<SourceKey>,
     pub verdicts: Arc<SourceVerdicts>,
@@ -410,48 +410,44 @@ pub struct ModelAudit {
 }
 
 impl ModelAudit {
-    pub fn outcomes(&self) -> Vec<Outcome> {
-        self.outcomes.lock().map(|o| o.clone()).unwrap_or_default()
-    }
-
-    /// The model's own checks on the staged `files`.
-    async fn own_checks(&self, files: Vec<Url>) -> Result<(), String> {
+    /// The model's own checks on the table as `staged` would leave it.
+    async fn own_checks(&self, staged: &StagedWrite) -> Result<Passed, Rejected> {
         let engine = &self.compiled.engine;
-        let staged = format!("__tally_staged__{}", self.model);
+        let alias = format!("__tally_staged__{}", self.model);
         let checks = self.compiled.checks_of(&self.model);
         if checks.is_empty() {
-            return Ok(());
+            return Ok(Passed::default());
         }
-        engine
-            .register_files(&staged, &files, self.schema.clone())
-            .await
-            .map_err(|e| format!("cannot read the staged files: {}", crate::plan::clean_message(&e)))?;
-        let counted: Counted = self
-            .written_keys
-            .iter()
-            .filter_map(|(key, found)| Some((key.clone(), found.lock().ok()?.clone()?)))
-            .collect();
-        let outcomes = self.auditor.check_counted(engine, &checks.on(&quote_ident(&staged)), &counted).await;
-        engine.deregister(&staged);
-        let verdict = blocking_summary(&outcomes);
-        if let Ok(mut o) = self.outcomes.lock() {
-            *o = outcomes;
-        }
-        match verdict {
-            Some(why) => Err(why),
-            None => Ok(()),
+        engine.register_files(&alias, &staged.after_commit(), self.schema.clone()).await.map_err(|e| {
+            Rejected { reason: format!("cannot read the staged files: {}", crate::plan::clean_message(&e)) }
+        })?;
+        // Keys counted as the rows were written describe the table only when
+        // the write replaces every row; otherwise the checks count them.
+        let counted: Counted = match staged.replaces_all() {
+            true => self
+                .written_keys
+                .iter()
+                .filter_map(|(key, found)| Some((key.clone(), found.lock().ok()?.clone()?)))
+                .collect(),
+            false => Counted::new(),
+        };
+        let outcomes = self.auditor.check_counted(engine, &checks.on(&quote_ident(&alias)), &counted).await;
+        engine.deregister(&alias);
+        match blocking_summary(&outcomes) {
+            Some(reason) => Err(Rejected { reason }),
+            None => Ok(Passed { note: warning_summary(&outcomes) }),
         }
     }
 }
 
 impl Audit for ModelAudit {
-    fn audit(&self, files: Vec<Url>) -> BoxFuture<'_, Result<(), String>> {
+    fn audit<'a>(&'a self, staged: &'a StagedWrite) -> BoxFuture<'a, Result<Passed, Rejected>> {
         Box::pin(async move {
-            self.own_checks(files).await?;
+            let passed = self.own_checks(staged).await?;
             // The sources were checked while the model ran: publish only if they passed.
             match self.verdicts.failed(&self.sources, &self.slots).await {
-                Some((source, why)) => Err(failed_source_message(source, &why)),
-                None => Ok(()),
+                Some((source, why)) => Err(Rejected { reason: failed_source_message(source, &why) }),
+                None => Ok(passed),
             }
         })
     }

@@ -114,119 +114,10 @@ impl Renderer {
         if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
             env.set_syntax(syntax);
         }
-        let nodes: Arc<BTreeSet<String>> = Arc::new(project.node_names().map(str::to_string).collect());
-        let sources: Arc<BTreeSet<(String, String)>> = Arc::new(project.sources.keys().cloned().collect());
-        let vars = Arc::new(project.vars.clone());
-
-        env.add_function("ref", move |state: &mut State<'_, '_>, a: String, b: Option<String>| {
-            if let Some(b) = b {
-                return Err(minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("ref('{a}', '{b}'): two-argument ref (models from another package) is not supported; use ref('{b}')"),
-                ));
-            }
-            if !nodes.contains(&a) {
-                let hint = did_you_mean(&a, nodes.iter().map(String::as_str))
-                    .unwrap_or_else(|| "no model or seed has a similar name".into());
-                return Err(minijinja::Error::new(ErrorKind::InvalidOperation, format!("ref('{a}'): no model or seed named `{a}`; {hint}")));
-            }
-            let t = state.get_or_insert_extension(Touched::default());
-            if !t.refs.contains(&a) {
-                t.refs.push(a.clone());
-            }
-            Ok(Value::from_object(Relation { schema: None, name: a }))
-        });
-        env.add_function("source", move |state: &mut State<'_, '_>, s: String, t: String| {
-            let key = (s.clone(), t.clone());
-            if !sources.contains(&key) {
-                let names: Vec<String> = sources.iter().map(|(a, b)| format!("{a}.{b}")).collect();
-                let hint = did_you_mean(&format!("{s}.{t}"), names.iter().map(String::as_str))
-                    .unwrap_or_else(|| "declare it under `sources:` in a YAML file in models/".into());
-                return Err(minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("source('{s}', '{t}'): no such source table; {hint}"),
-                ));
-            }
-            let touched = state.get_or_insert_extension(Touched::default());
-            if !touched.sources.contains(&key) {
-                touched.sources.push(key);
-            }
-            Ok(Value::from_object(Relation { schema: Some(s), name: t }))
-        });
-        env.add_function("config", |state: &mut State<'_, '_>, kwargs: Kwargs| {
-            let touched = state.get_or_insert_extension(Touched::default());
-            for key in kwargs.args() {
-                let v: Value = kwargs.get(key)?;
-                let json = serde_json::to_value(&v).map_err(|e| {
-                    minijinja::Error::new(ErrorKind::InvalidOperation, format!("config({key}=...): {e}"))
-                })?;
-                touched.config = crate::project::merge_config([
-                    std::mem::take(&mut touched.config),
-                    BTreeMap::from([(key.to_string(), json)]),
-                ]);
-            }
-            kwargs.assert_all_used()?;
-            Ok(Value::from(""))
-        });
-        env.add_function("var", move |name: String, default: Option<Value>| match vars.get(&name) {
-            Some(v) => Ok(Value::from(Serde(v.clone()))),
-            None => default.ok_or_else(|| {
-                minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("var('{name}') is not set; define it under `vars:` in the project file, pass --vars '{{{name}: ...}}', or give a default: var('{name}', ...)"),
-                )
-            }),
-        });
-        env.add_function("env_var", |name: String, default: Option<Value>| {
-            if SECRET_PREFIXES.iter().any(|p| name.starts_with(p)) {
-                return Err(minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("env_var('{name}'): variables named {}* hold secrets and may be read only in profiles/profiles.yml, never in models, macros or YAML (their values would land in compiled SQL and in the data)", SECRET_PREFIXES.join("* or ")),
-                ));
-            }
-            env_var(name, default)
-        });
-        env.add_function("is_incremental", || false);
-        env.add_global("target", Value::from(Serde(target.clone())));
-        env.add_global("run_started_at", Value::from(run_started_at.to_string()));
-        env.add_global("project_name", Value::from(project.name.clone()));
-
+        add_relations(&mut env, project);
+        add_context(&mut env, project, target, run_started_at);
         env.set_fuel(Some(project.render_budget.instructions));
-        let mut errors = Vec::new();
-        let mut prelude = String::new();
-        let mut defined: BTreeMap<String, &Path> = BTreeMap::new();
-        for m in &project.macros {
-            let name = template_name(&m.path);
-            if let Err(e) = env.add_template_owned(name.clone(), m.text.clone()) {
-                errors.push(template_error(&m.path, &m.text, 0, &e));
-                continue;
-            }
-            let exports = match env.get_template(&name).and_then(|t| t.render_captured(())) {
-                Ok(captured) => {
-                    captured.state().exports().into_iter().map(str::to_string).collect::<Vec<_>>()
-                }
-                Err(e) => {
-                    errors.push(template_error(&m.path, &m.text, 0, &e));
-                    continue;
-                }
-            };
-            for name in &exports {
-                if let Some(first) = defined.insert(name.clone(), &m.path) {
-                    let line = macro_line(&m.text, name);
-                    errors.push(
-                        Diagnostic::error(format!("macro `{name}` is defined twice: in {} and here", first.display()))
-                            .at(&m.path, line, 0)
-                            .with_help("rename or delete one of them: which one a model called would depend on file order"),
-                    );
-                }
-            }
-            if !exports.is_empty() {
-                prelude.push_str(&format!("{{% from {name:?} import {} %}}", exports.join(", ")));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+        let prelude = load_macros(&mut env, project)?;
         Ok(Renderer { env, prelude, budget: project.render_budget })
     }
 
@@ -266,6 +157,134 @@ impl Renderer {
     pub fn render_str(&self, file: &Path, text: &str) -> Result<String, Diagnostic> {
         self.render(file, text, "").map(|r| r.sql)
     }
+}
+
+/// `ref` and `source`: each resolves to a relation and records what it touched.
+fn add_relations(env: &mut Environment<'static>, project: &Project) {
+    let nodes: Arc<BTreeSet<String>> = Arc::new(project.node_names().map(str::to_string).collect());
+    let sources: Arc<BTreeSet<(String, String)>> = Arc::new(project.sources.keys().cloned().collect());
+
+    env.add_function("ref", move |state: &mut State<'_, '_>, a: String, b: Option<String>| {
+        if let Some(b) = b {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("ref('{a}', '{b}'): two-argument ref (models from another package) is not supported; use ref('{b}')"),
+            ));
+        }
+        if !nodes.contains(&a) {
+            let hint = did_you_mean(&a, nodes.iter().map(String::as_str))
+                .unwrap_or_else(|| "no model or seed has a similar name".into());
+            return Err(minijinja::Error::new(ErrorKind::InvalidOperation, format!("ref('{a}'): no model or seed named `{a}`; {hint}")));
+        }
+        let t = state.get_or_insert_extension(Touched::default());
+        if !t.refs.contains(&a) {
+            t.refs.push(a.clone());
+        }
+        Ok(Value::from_object(Relation { schema: None, name: a }))
+    });
+    env.add_function("source", move |state: &mut State<'_, '_>, s: String, t: String| {
+        let key = (s.clone(), t.clone());
+        if !sources.contains(&key) {
+            let names: Vec<String> = sources.iter().map(|(a, b)| format!("{a}.{b}")).collect();
+            let hint = did_you_mean(&format!("{s}.{t}"), names.iter().map(String::as_str))
+                .unwrap_or_else(|| "declare it under `sources:` in a YAML file in models/".into());
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("source('{s}', '{t}'): no such source table; {hint}"),
+            ));
+        }
+        let touched = state.get_or_insert_extension(Touched::default());
+        if !touched.sources.contains(&key) {
+            touched.sources.push(key);
+        }
+        Ok(Value::from_object(Relation { schema: Some(s), name: t }))
+    });
+}
+
+/// `config`, `var`, `env_var`, `is_incremental` and the run's globals.
+fn add_context(env: &mut Environment<'static>, project: &Project, target: &TargetInfo, run_started_at: &str) {
+    let vars = Arc::new(project.vars.clone());
+    env.add_function("config", |state: &mut State<'_, '_>, kwargs: Kwargs| {
+        let touched = state.get_or_insert_extension(Touched::default());
+        for key in kwargs.args() {
+            let v: Value = kwargs.get(key)?;
+            let json = serde_json::to_value(&v).map_err(|e| {
+                minijinja::Error::new(ErrorKind::InvalidOperation, format!("config({key}=...): {e}"))
+            })?;
+            touched.config = crate::project::merge_config([
+                std::mem::take(&mut touched.config),
+                BTreeMap::from([(key.to_string(), json)]),
+            ]);
+        }
+        kwargs.assert_all_used()?;
+        Ok(Value::from(""))
+    });
+    env.add_function("var", move |name: String, default: Option<Value>| match vars.get(&name) {
+        Some(v) => Ok(Value::from(Serde(v.clone()))),
+        None => default.ok_or_else(|| {
+            minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("var('{name}') is not set; define it under `vars:` in the project file, pass --vars '{{{name}: ...}}', or give a default: var('{name}', ...)"),
+            )
+        }),
+    });
+    env.add_function("env_var", |name: String, default: Option<Value>| {
+        if SECRET_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("env_var('{name}'): variables named {}* hold secrets and may be read only in profiles/profiles.yml, never in models, macros or YAML (their values would land in compiled SQL and in the data)", SECRET_PREFIXES.join("* or ")),
+            ));
+        }
+        env_var(name, default)
+    });
+    env.add_function("is_incremental", || false);
+    env.add_global("target", Value::from(Serde(target.clone())));
+    env.add_global("run_started_at", Value::from(run_started_at.to_string()));
+    env.add_global("project_name", Value::from(project.name.clone()));
+}
+
+/// Every macro file as a template; the prelude that imports their macros
+/// into each model. Two macros with one name are an error.
+fn load_macros(env: &mut Environment<'static>, project: &Project) -> Result<String, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut prelude = String::new();
+    let mut defined: BTreeMap<String, &Path> = BTreeMap::new();
+    for m in &project.macros {
+        let name = template_name(&m.path);
+        if let Err(e) = env.add_template_owned(name.clone(), m.text.clone()) {
+            errors.push(template_error(&m.path, &m.text, 0, &e));
+            continue;
+        }
+        let exports = match env.get_template(&name).and_then(|t| t.render_captured(())) {
+            Ok(captured) => captured.state().exports().into_iter().map(str::to_string).collect::<Vec<_>>(),
+            Err(e) => {
+                errors.push(template_error(&m.path, &m.text, 0, &e));
+                continue;
+            }
+        };
+        for name in &exports {
+            if let Some(first) = defined.insert(name.clone(), &m.path) {
+                let line = macro_line(&m.text, name);
+                errors.push(
+                    Diagnostic::error(format!(
+                        "macro `{name}` is defined twice: in {} and here",
+                        first.display()
+                    ))
+                    .at(&m.path, line, 0)
+                    .with_help(
+                        "rename or delete one of them: which one a model called would depend on file order",
+                    ),
+                );
+            }
+        }
+        if !exports.is_empty() {
+            prelude.push_str(&format!("{{% from {name:?} import {} %}}", exports.join(", ")));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(prelude)
 }
 
 /// The rendered SQL, refusing to grow past the budget.

@@ -24,7 +24,7 @@ use crate::build_plan::{self, BuildPlan, Options, Step};
 use crate::compile::{Compiled, Node, seed_plan};
 use crate::executor::{self, Runner, Skip, Slots, StepId};
 use crate::materialize::{
-    At, Audit, TableKeys, ToCount, Written, open_table, plan_write, stage_view, write_table,
+    At, Audit, TableKeys, ToCount, WriteError, Written, open_table, plan_write, stage_view, write_table,
 };
 use crate::plan::sql_diagnostic;
 use crate::project::Materialization;
@@ -488,10 +488,9 @@ async fn write_node(
         Some(_) if b.plan.capabilities.count_keys => c.checks_of(&node.name).keys_to_count().to_vec(),
         _ => Vec::new(),
     };
-    let mut plan = plan_write(engine, plan, &keys)
+    let (plan, written_keys) = plan_write(engine, plan, &keys)
         .await
         .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
-    let written_keys = std::mem::take(&mut plan.counted);
     let gate = b.auditor.clone().map(|auditor| {
         Arc::new(ModelAudit {
             compiled: c.clone(),
@@ -499,7 +498,6 @@ async fn write_node(
             model: node.name.clone(),
             schema,
             written_keys,
-            outcomes: Default::default(),
             sources: node.sources.clone(),
             verdicts: b.verdicts.clone(),
             slots: slots.clone(),
@@ -507,15 +505,11 @@ async fn write_node(
     });
     let url = c.target.table_url(&node.name);
     let audit = gate.clone().map(|g| g as Arc<dyn Audit>);
-    let written = write_table(engine, &url, &node.name, plan, SaveMode::Overwrite, audit).await;
-    let outcomes = gate.map(|g| g.outcomes()).unwrap_or_default();
-    let written = match written {
-        Ok(w) => w,
-        Err(e) => {
-            return Err(match blocking_summary(&outcomes) {
-                Some(why) => format!("not published, the previous version stays: {why}"),
-                None => failure_text(node, &url, &crate::materialize::error_text(&e)),
-            });
+    let published = match write_table(engine, &url, &node.name, plan, SaveMode::Overwrite, audit).await {
+        Ok(published) => published,
+        Err(e @ WriteError::Rejected(_)) => return Err(e.to_string()),
+        Err(WriteError::Delta(e)) => {
+            return Err(failure_text(node, &url, &crate::materialize::error_text(&e)));
         }
     };
     let provider = open_table(engine, &url, At::Latest)
@@ -523,7 +517,7 @@ async fn write_node(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{}: table vanished after writing", url))?;
     engine.register(&node.name, provider).map_err(|e| e.to_string())?;
-    Ok((Some(written), warning_summary(&outcomes)))
+    Ok((Some(published.written), published.note))
 }
 
 /// Every query a build runs that reads `view`: its children, its own checks,

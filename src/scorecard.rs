@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use deltalake::protocol::SaveMode;
 
 use crate::assertions::Outcome;
-use crate::materialize::{Written, write_table};
+use crate::materialize::{WriteError, Written, write_table};
 use crate::plan::Engine;
 use crate::profile::Target;
 
@@ -81,9 +81,13 @@ pub async fn publish(
     let mut written = Written::default();
     for (name, mode) in [(SCORECARD, SaveMode::Overwrite), (HISTORY, SaveMode::Append)] {
         let plan = engine.ctx.read_batch(batch.clone()).map_err(|e| e.to_string())?.into_unoptimized_plan();
-        written = write_table(engine, &target.table_url(name), name, plan.into(), mode, None)
-            .await
-            .map_err(|e| format!("cannot publish {name}: {}", crate::materialize::error_text(&e)))?;
+        written = match write_table(engine, &target.table_url(name), name, plan.into(), mode, None).await {
+            Ok(published) => published.written,
+            Err(WriteError::Delta(e)) => {
+                return Err(format!("cannot publish {name}: {}", crate::materialize::error_text(&e)));
+            }
+            Err(e) => return Err(format!("cannot publish {name}: {e}")),
+        };
     }
     Ok(written)
 }

@@ -154,7 +154,11 @@ async fn run_leased(
     start: Instant,
 ) -> Result<i32> {
     let auditor = match gate {
-        Some(g) => Some(Arc::new(Auditor::new(&c, run_id, g.warn_error).await)),
+        Some(g) => {
+            let auditor = Auditor::new(&c, run_id, g.warn_error).await;
+            auditor.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+            Some(Arc::new(auditor))
+        }
         None => None,
     };
     let c = Arc::new(c);

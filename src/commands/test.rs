@@ -21,6 +21,7 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
     let unbuilt = prepare_unselected(&c, &BTreeSet::new()).await;
     let run_id = super::run_id();
     let auditor = Auditor::new(&c, &run_id, gate.warn_error).await;
+    auditor.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
     let wanted = |relation: &str| -> CheckSet {
         let set = c.checks_of(relation);
         if only_freshness { set.filter(|a| matches!(a.kind, Kind::Freshness { .. })) } else { set.clone() }

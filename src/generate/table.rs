@@ -62,140 +62,123 @@ pub struct Table {
     pub files: Vec<Vec<Row>>,
 }
 
+/// SPEC §1's raw tables: (name, columns, key, whether timestamps are UTC-adjusted).
+/// Billing lands naive timestamps (holding UTC); every other source UTC-adjusted ones.
+/// A table's columns, in file order.
+type Columns = &'static [(&'static str, Col)];
+
+const SPEC_TABLES: [(&str, Columns, &[&str], bool); 8] = [
+    ("crm_users", CRM_USERS, &["user_id"], true),
+    ("crm_accounts", CRM_ACCOUNTS, &["account_id"], true),
+    ("crm_leads", CRM_LEADS, &["lead_id"], true),
+    ("crm_opportunities", CRM_OPPORTUNITIES, &["opportunity_id"], true),
+    ("crm_opportunity_history", CRM_OPPORTUNITY_HISTORY, &["opportunity_id", "changed_at"], true),
+    ("billing_subscriptions", BILLING_SUBSCRIPTIONS, &["subscription_id"], false),
+    ("fx_rates", FX_RATES, &["currency", "month"], true),
+    ("gtm_spend", GTM_SPEND, &["month", "department", "category"], true),
+];
+
+const CRM_USERS: Columns = &[
+    ("user_id", Col::Str),
+    ("full_name", Col::Str),
+    ("role", Col::Str),
+    ("team", Col::Str),
+    ("region", Col::Str),
+    ("quarterly_quota", Col::Money),
+    ("hired_at", Col::Date),
+    ("is_active", Col::Bool),
+    ("updated_at", Col::Ts),
+    ("_loaded_at", Col::Ts),
+];
+
+const CRM_ACCOUNTS: Columns = &[
+    ("account_id", Col::Str),
+    ("account_name", Col::Str),
+    ("industry", Col::Str),
+    ("segment", Col::Str),
+    ("region", Col::Str),
+    ("employee_count", Col::I64),
+    ("owner_id", Col::Str),
+    ("created_at", Col::Ts),
+    ("updated_at", Col::Ts),
+    ("is_deleted", Col::Bool),
+    ("_loaded_at", Col::Ts),
+];
+
+const CRM_LEADS: Columns = &[
+    ("lead_id", Col::Str),
+    ("email", Col::Str),
+    ("company", Col::Str),
+    ("lead_source", Col::Str),
+    ("status", Col::Str),
+    ("owner_id", Col::Str),
+    ("created_at", Col::Ts),
+    ("mql_at", Col::Ts),
+    ("sql_at", Col::Ts),
+    ("converted_at", Col::Ts),
+    ("converted_account_id", Col::Str),
+    ("converted_opportunity_id", Col::Str),
+    ("updated_at", Col::Ts),
+    ("is_deleted", Col::Bool),
+    ("_loaded_at", Col::Ts),
+];
+
+const CRM_OPPORTUNITIES: Columns = &[
+    ("opportunity_id", Col::Str),
+    ("account_id", Col::Str),
+    ("owner_id", Col::Str),
+    ("opportunity_type", Col::Str),
+    ("stage", Col::Str),
+    ("forecast_category", Col::Str),
+    ("amount", Col::Money),
+    ("currency", Col::Str),
+    ("close_date", Col::Date),
+    ("created_at", Col::Ts),
+    ("updated_at", Col::Ts),
+    ("is_deleted", Col::Bool),
+    ("_loaded_at", Col::Ts),
+];
+
+const CRM_OPPORTUNITY_HISTORY: Columns = &[
+    ("opportunity_id", Col::Str),
+    ("stage", Col::Str),
+    ("forecast_category", Col::Str),
+    ("amount", Col::Money),
+    ("close_date", Col::Date),
+    ("changed_at", Col::Ts),
+    ("_loaded_at", Col::Ts),
+];
+
+const BILLING_SUBSCRIPTIONS: Columns = &[
+    ("subscription_id", Col::Str),
+    ("account_id", Col::Str),
+    ("plan", Col::Str),
+    ("mrr", Col::Money),
+    ("currency", Col::Str),
+    ("start_date", Col::Date),
+    ("end_date", Col::Date),
+    ("updated_at", Col::Ts),
+    ("_loaded_at", Col::Ts),
+];
+
+const FX_RATES: Columns =
+    &[("currency", Col::Str), ("month", Col::Date), ("usd_per_unit", Col::Rate), ("_loaded_at", Col::Ts)];
+
+const GTM_SPEND: Columns = &[
+    ("month", Col::Date),
+    ("department", Col::Str),
+    ("category", Col::Str),
+    ("amount_usd", Col::Money),
+    ("_loaded_at", Col::Ts),
+];
+
 impl Table {
     /// An empty raw table with the columns and key of SPEC §1.
-    /// Billing lands naive timestamps (holding UTC); every other source UTC-adjusted ones.
     pub fn spec(name: &str) -> Table {
-        use Col::*;
-        let (name, cols, key, utc): (&'static str, Vec<(&'static str, Col)>, &[&str], bool) = match name {
-            "crm_users" => (
-                "crm_users",
-                vec![
-                    ("user_id", Str),
-                    ("full_name", Str),
-                    ("role", Str),
-                    ("team", Str),
-                    ("region", Str),
-                    ("quarterly_quota", Money),
-                    ("hired_at", Date),
-                    ("is_active", Bool),
-                    ("updated_at", Ts),
-                    ("_loaded_at", Ts),
-                ],
-                &["user_id"],
-                true,
-            ),
-            "crm_accounts" => (
-                "crm_accounts",
-                vec![
-                    ("account_id", Str),
-                    ("account_name", Str),
-                    ("industry", Str),
-                    ("segment", Str),
-                    ("region", Str),
-                    ("employee_count", I64),
-                    ("owner_id", Str),
-                    ("created_at", Ts),
-                    ("updated_at", Ts),
-                    ("is_deleted", Bool),
-                    ("_loaded_at", Ts),
-                ],
-                &["account_id"],
-                true,
-            ),
-            "crm_leads" => (
-                "crm_leads",
-                vec![
-                    ("lead_id", Str),
-                    ("email", Str),
-                    ("company", Str),
-                    ("lead_source", Str),
-                    ("status", Str),
-                    ("owner_id", Str),
-                    ("created_at", Ts),
-                    ("mql_at", Ts),
-                    ("sql_at", Ts),
-                    ("converted_at", Ts),
-                    ("converted_account_id", Str),
-                    ("converted_opportunity_id", Str),
-                    ("updated_at", Ts),
-                    ("is_deleted", Bool),
-                    ("_loaded_at", Ts),
-                ],
-                &["lead_id"],
-                true,
-            ),
-            "crm_opportunities" => (
-                "crm_opportunities",
-                vec![
-                    ("opportunity_id", Str),
-                    ("account_id", Str),
-                    ("owner_id", Str),
-                    ("opportunity_type", Str),
-                    ("stage", Str),
-                    ("forecast_category", Str),
-                    ("amount", Money),
-                    ("currency", Str),
-                    ("close_date", Date),
-                    ("created_at", Ts),
-                    ("updated_at", Ts),
-                    ("is_deleted", Bool),
-                    ("_loaded_at", Ts),
-                ],
-                &["opportunity_id"],
-                true,
-            ),
-            "crm_opportunity_history" => (
-                "crm_opportunity_history",
-                vec![
-                    ("opportunity_id", Str),
-                    ("stage", Str),
-                    ("forecast_category", Str),
-                    ("amount", Money),
-                    ("close_date", Date),
-                    ("changed_at", Ts),
-                    ("_loaded_at", Ts),
-                ],
-                &["opportunity_id", "changed_at"],
-                true,
-            ),
-            "billing_subscriptions" => (
-                "billing_subscriptions",
-                vec![
-                    ("subscription_id", Str),
-                    ("account_id", Str),
-                    ("plan", Str),
-                    ("mrr", Money),
-                    ("currency", Str),
-                    ("start_date", Date),
-                    ("end_date", Date),
-                    ("updated_at", Ts),
-                    ("_loaded_at", Ts),
-                ],
-                &["subscription_id"],
-                false,
-            ),
-            "fx_rates" => (
-                "fx_rates",
-                vec![("currency", Str), ("month", Date), ("usd_per_unit", Rate), ("_loaded_at", Ts)],
-                &["currency", "month"],
-                true,
-            ),
-            "gtm_spend" => (
-                "gtm_spend",
-                vec![
-                    ("month", Date),
-                    ("department", Str),
-                    ("category", Str),
-                    ("amount_usd", Money),
-                    ("_loaded_at", Ts),
-                ],
-                &["month", "department", "category"],
-                true,
-            ),
-            other => panic!("not a SPEC §1 table: {other}"),
-        };
-        Table::new(name, cols, key, utc)
+        match SPEC_TABLES.iter().find(|(n, ..)| *n == name) {
+            Some((name, cols, key, utc)) => Table::new(name, cols.to_vec(), key, *utc),
+            None => panic!("not a SPEC §1 table: {name}"),
+        }
     }
 
     /// Append a row written as text to delivery `file` (fixtures): empty is

@@ -1,15 +1,22 @@
-//! The publish gate: a Delta log store that audits a commit's new data files
+//! The publish gate: a Delta log store that audits a commit's data files
 //! before it lets the commit land.
 //!
 //! delta-rs writes a table in two steps: data files first (invisible to
-//! readers, since no log entry names them), then one log entry that adds them.
-//! This decorator sits on the second step. It reads the `add` actions of the
-//! entry about to be committed, hands the files to an [`Audit`], and commits
-//! only if the audit passes. A rejected commit leaves the log untouched (the
-//! previous version stays current) and its data files are deleted, so a
-//! failed table is never half visible and nothing is copied on success.
+//! readers, since no log entry names them), then one log entry that adds them
+//! (and, for an overwrite, removes the old ones). This decorator sits on the
+//! second step. It reads the entry about to be committed into a
+//! [`StagedWrite`] (the files it adds and removes, over the files of the
+//! version it starts from), hands it to an [`Audit`], and commits only if the
+//! audit passes. A rejected commit leaves the log untouched (the previous
+//! version stays current) and its data files are deleted, so a failed table
+//! is never half visible and nothing is copied on success.
+//!
+//! ```text
+//!   staged (files written, not visible) --audit--> published (commit lands)
+//!                                          `-----> rejected (files deleted)
+//! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use deltalake::kernel::Version;
 use deltalake::kernel::transaction::TransactionError;
@@ -20,39 +27,89 @@ use object_store::ObjectStoreExt;
 use url::Url;
 use uuid::Uuid;
 
-/// Decides whether staged data files may be published.
+/// A write whose data files exist but that no reader sees yet.
+#[derive(Debug, Clone, Default)]
+pub struct StagedWrite {
+    /// The data files of the version the commit starts from (none for a new table).
+    pub current: Vec<Url>,
+    /// The files the commit adds.
+    pub added: Vec<Url>,
+    /// The files the commit removes (every current one, for an overwrite).
+    pub removed: Vec<Url>,
+}
+
+impl StagedWrite {
+    /// The table's data files once the commit lands: current - removed + added.
+    /// This is what the audit checks: for an append or a merge, the whole
+    /// table as readers will see it, not only the new files.
+    pub fn after_commit(&self) -> Vec<Url> {
+        let kept = self.current.iter().filter(|f| !self.removed.contains(f));
+        kept.chain(&self.added).cloned().collect()
+    }
+
+    /// Whether the commit replaces every row (an overwrite): then what was
+    /// counted as the rows were written describes the whole table.
+    pub fn replaces_all(&self) -> bool {
+        self.current.iter().all(|f| self.removed.contains(f))
+    }
+}
+
+/// An audit that passed: a note for the node's message (its warnings).
+#[derive(Debug, Clone, Default)]
+pub struct Passed {
+    pub note: Option<String>,
+}
+
+/// An audit that failed: why the commit does not land.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}")]
+pub struct Rejected {
+    pub reason: String,
+}
+
+/// Decides whether a staged write may be published.
 pub trait Audit: Send + Sync {
-    /// `files`: absolute URLs of the Parquet files the commit would add.
-    /// `Err(reason)` rejects the commit.
-    fn audit(&self, files: Vec<Url>) -> BoxFuture<'_, Result<(), String>>;
+    fn audit<'a>(&'a self, staged: &'a StagedWrite) -> BoxFuture<'a, Result<Passed, Rejected>>;
+}
+
+/// What the writer and the gate of one write share: the files of the
+/// version it starts from (known once the table is loaded, before the
+/// write), and the audit's verdict (once it ran).
+#[derive(Default)]
+pub struct GatedWrite {
+    pub current: OnceLock<Vec<Url>>,
+    pub verdict: OnceLock<Result<Passed, Rejected>>,
 }
 
 pub struct AuditedLogStore {
     inner: LogStoreRef,
     audit: Arc<dyn Audit>,
+    write: Arc<GatedWrite>,
 }
 
 impl AuditedLogStore {
-    pub fn wrap(inner: LogStoreRef, audit: Arc<dyn Audit>) -> LogStoreRef {
-        Arc::new(AuditedLogStore { inner, audit })
+    /// `inner` with `audit` on its commits, for `write`.
+    pub fn wrap(inner: LogStoreRef, audit: Arc<dyn Audit>, write: Arc<GatedWrite>) -> LogStoreRef {
+        Arc::new(AuditedLogStore { inner, audit, write })
     }
 
-    /// The data files an uncommitted log entry adds, as paths relative to the table root.
-    async fn added_paths(&self, entry: &CommitOrBytes) -> Result<Vec<String>, TransactionError> {
+    /// The data files an uncommitted log entry adds and removes, as paths
+    /// relative to the table root.
+    async fn actions(&self, entry: &CommitOrBytes) -> Result<(Vec<String>, Vec<String>), TransactionError> {
         let bytes = match entry {
             CommitOrBytes::LogBytes(b) => b.clone(),
             CommitOrBytes::TmpCommit(path) => self.inner.object_store(None).get(path).await?.bytes().await?,
         };
-        Ok(added_paths(&bytes))
+        Ok((paths_of(&bytes, "add"), paths_of(&bytes, "remove")))
     }
 }
 
-/// `add.path` of every action line (newline-delimited JSON) of a log entry.
-fn added_paths(entry: &[u8]) -> Vec<String> {
+/// `<action>.path` of every action line (newline-delimited JSON) of a log entry.
+fn paths_of(entry: &[u8], action: &str) -> Vec<String> {
     entry
         .split(|b| *b == b'\n')
         .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
-        .filter_map(|action| action.get("add")?.get("path")?.as_str().map(str::to_string))
+        .filter_map(|a| a.get(action)?.get("path")?.as_str().map(str::to_string))
         .collect()
 }
 
@@ -81,17 +138,21 @@ impl LogStore for AuditedLogStore {
         entry: CommitOrBytes,
         operation_id: Uuid,
     ) -> Result<(), TransactionError> {
-        let paths = self.added_paths(&entry).await?;
+        let (added, removed) = self.actions(&entry).await?;
         let root = self.inner.root_url();
-        let mut files = Vec::with_capacity(paths.len());
-        for p in &paths {
-            files.push(
-                root.join(p).map_err(|e| rejected(format!("bad data file path {p} in the commit: {e}")))?,
-            );
-        }
-        if let Err(reason) = self.audit.audit(files).await {
+        let url = |p: &String| {
+            root.join(p).map_err(|e| rejected(format!("bad data file path {p} in the commit: {e}")))
+        };
+        let staged = StagedWrite {
+            current: self.write.current.get().cloned().unwrap_or_default(),
+            added: added.iter().map(url).collect::<Result<_, _>>()?,
+            removed: removed.iter().map(url).collect::<Result<_, _>>()?,
+        };
+        let verdict = self.audit.audit(&staged).await;
+        let _ = self.write.verdict.set(verdict.clone());
+        if let Err(reason) = verdict {
             let store = self.inner.object_store(None);
-            for p in &paths {
+            for p in &added {
                 if let Err(e) =
                     store.delete(&Path::from_url_path(p).unwrap_or_else(|_| Path::from(p.as_str()))).await
                 {
@@ -102,7 +163,7 @@ impl LogStore for AuditedLogStore {
             if let (0, Ok(folder)) = (version, root.to_file_path()) {
                 let _ = std::fs::remove_dir(folder); // only if empty
             }
-            return Err(rejected(reason));
+            return Err(rejected(reason.reason));
         }
         self.inner.write_commit_entry(version, entry, operation_id).await
     }
@@ -135,15 +196,31 @@ impl LogStore for AuditedLogStore {
 
 #[cfg(test)]
 mod tests {
-    use super::added_paths;
+    use super::*;
 
     #[test]
-    fn reads_add_actions_of_a_log_entry() {
+    fn reads_add_and_remove_actions_of_a_log_entry() {
         let entry = br#"{"commitInfo":{"operation":"WRITE"}}
 {"remove":{"path":"old.parquet"}}
 {"add":{"path":"part-00001-a.zstd.parquet","size":10}}
 {"add":{"path":"part-00002-b.zstd.parquet","size":12}}
 "#;
-        assert_eq!(added_paths(entry), ["part-00001-a.zstd.parquet", "part-00002-b.zstd.parquet"]);
+        assert_eq!(paths_of(entry, "add"), ["part-00001-a.zstd.parquet", "part-00002-b.zstd.parquet"]);
+        assert_eq!(paths_of(entry, "remove"), ["old.parquet"]);
+    }
+
+    #[test]
+    fn the_audit_sees_the_table_as_it_will_be() {
+        let u = |p: &str| Url::parse(&format!("file:///t/{p}")).unwrap();
+        // An append keeps the old files; an overwrite removes them all.
+        let append = StagedWrite { current: vec![u("a"), u("b")], added: vec![u("c")], removed: vec![] };
+        assert_eq!(append.after_commit(), [u("a"), u("b"), u("c")]);
+        assert!(!append.replaces_all());
+        let merge = StagedWrite { current: vec![u("a"), u("b")], added: vec![u("c")], removed: vec![u("b")] };
+        assert_eq!(merge.after_commit(), [u("a"), u("c")]);
+        let overwrite = StagedWrite { current: vec![u("a")], added: vec![u("c")], removed: vec![u("a")] };
+        assert_eq!(overwrite.after_commit(), [u("c")]);
+        assert!(overwrite.replaces_all());
+        assert!(StagedWrite { added: vec![u("c")], ..Default::default() }.replaces_all());
     }
 }

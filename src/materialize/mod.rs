@@ -14,10 +14,10 @@ mod observe;
 mod scratch;
 mod write_plan;
 
-pub use gate::Audit;
+pub use gate::{Audit, Passed, Rejected, StagedWrite};
 pub use observe::Observed;
 pub use scratch::{IN_MEMORY_BYTES, Scratch, Staged, TableKeys, ToCount, stage_view};
-pub use write_plan::{WritePlan, plan_write};
+pub use write_plan::{WritePlan, WrittenKeys, plan_write};
 
 use std::sync::Arc;
 
@@ -44,9 +44,25 @@ pub struct Written {
     pub version: u64,
 }
 
+/// A write that landed: what it wrote, and the audit's note (its warnings).
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub written: Written,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The audit rejected the staged write: nothing was published.
+    #[error("not published, the previous version stays: {0}")]
+    Rejected(Rejected),
+    #[error(transparent)]
+    Delta(#[from] DeltaTableError),
+}
+
 /// Replace (or with `SaveMode::Append`, extend) the table at `url` with the
 /// result of `plan` (see [`plan_write`]), in one commit; with `audit`, only
-/// if the audit passes.
+/// if the audit of the staged write passes (see [`gate`]).
 pub async fn write_table(
     engine: &Engine,
     url: &Url,
@@ -54,7 +70,7 @@ pub async fn write_table(
     plan: WritePlan,
     mode: SaveMode,
     audit: Option<Arc<dyn Audit>>,
-) -> Result<Written, DeltaTableError> {
+) -> Result<Published, WriteError> {
     if url.scheme() == "file"
         && let Ok(path) = url.to_file_path()
     {
@@ -64,13 +80,18 @@ pub async fn write_table(
     let mut store = DeltaTableBuilder::from_url(url.clone())?
         .with_storage_options(engine.storage.as_map())
         .build_storage()?;
+    let write = Arc::new(gate::GatedWrite::default());
     if let Some(audit) = audit {
-        store = gate::AuditedLogStore::wrap(store, audit);
+        store = gate::AuditedLogStore::wrap(store, audit, write.clone());
     }
     let mut table = DeltaTable::new(store);
     match table.load().await {
         Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
+    }
+    if let Ok(snapshot) = table.snapshot() {
+        let files = snapshot.log_data().iter().filter_map(|f| url.join(f.path().as_ref()).ok()).collect();
+        let _ = write.current.set(files);
     }
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -83,7 +104,7 @@ pub async fn write_table(
         // One ordered stream stays one: split, its parts would interleave in the file.
         state.config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
     }
-    let table = table
+    let written = table
         .write(Vec::new())
         .with_input_plan(plan.plan)
         .with_session_state(Arc::new(state))
@@ -92,7 +113,12 @@ pub async fn write_table(
         .with_writer_properties(props)
         .with_table_name(name)
         .with_commit_properties(CommitProperties::default())
-        .await?;
+        .await;
+    let table = match (written, write.verdict.get()) {
+        (Ok(table), _) => table,
+        (Err(_), Some(Err(rejected))) => return Err(WriteError::Rejected(rejected.clone())),
+        (Err(e), _) => return Err(e.into()),
+    };
     let mut written = Written { version: table.version().unwrap_or(0), ..Written::default() };
     let snapshot = table.snapshot()?;
     for file in snapshot.log_data().iter() {
@@ -100,7 +126,8 @@ pub async fn write_table(
         written.bytes += u64::try_from(file.size()).unwrap_or(0);
         written.rows += file.stats().as_deref().and_then(num_records).unwrap_or(0);
     }
-    Ok(written)
+    let note = write.verdict.get().and_then(|v| v.as_ref().ok()).and_then(|p| p.note.clone());
+    Ok(Published { written, note })
 }
 
 fn num_records(stats: &str) -> Option<u64> {

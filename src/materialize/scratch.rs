@@ -29,11 +29,13 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::Compression;
@@ -130,19 +132,7 @@ pub async fn stage_view(
 ) -> Result<Staged, DataFusionError> {
     // The readers wait for this view: until it is staged, it is only its type.
     engine.register_placeholder(name, Arc::new(plan.schema().as_arrow().clone()))?;
-    let plan = match columns_read(engine, name, readers).await {
-        Some(read) if read.len() < plan.schema().fields().len() => {
-            let kept: Vec<_> = plan
-                .schema()
-                .fields()
-                .iter()
-                .filter(|f| read.contains(f.name()))
-                .map(|f| ident(f.name()))
-                .collect();
-            LogicalPlanBuilder::from(plan).project(kept)?.build()?
-        }
-        _ => plan,
-    };
+    let plan = only_columns_read(engine, name, plan, readers).await?;
     scratch.forget(name);
     let schema = Arc::new(plan.schema().as_arrow().clone());
     let mut state = engine.ctx.state();
@@ -175,16 +165,61 @@ pub async fn stage_view(
         .map(|(t, _)| format!("{}{:?}", t.table, t.key))
         .collect();
     tracing::debug!(view = name, columns = schema.fields().len(), counted = ?runs.iter().map(KeyRuns::columns).collect::<Vec<_>>(), ?tables, "staging");
-    let produced = physical.schema();
     // The plan runs in a task of its own, a batch or two ahead of this loop:
     // with round-robin splitting off, everything after its last merge is one
     // stream, which would otherwise only advance when the loop asks.
     let mut rows = spawn_buffered(execute_stream(physical, state.task_ctx())?, 2);
+    let parts = state.config().target_partitions().max(1);
+    let table = hold(scratch, name, &mut rows, &mut runs, schema, parts).await?;
+    engine.register(name, table)?;
+    let mut own = Counted::new();
+    for r in runs {
+        own.insert(r.columns().to_vec(), r.finish()?);
+    }
+    let tables =
+        observed.into_iter().map(|o| o.and_then(|o| o.lock().ok().and_then(|mut c| c.take()))).collect();
+    Ok(Staged { own, tables })
+}
+
+/// `plan` narrowed to the columns `readers` read of it (all when unknown).
+async fn only_columns_read(
+    engine: &Engine,
+    name: &str,
+    plan: LogicalPlan,
+    readers: &[String],
+) -> Result<LogicalPlan, DataFusionError> {
+    Ok(match columns_read(engine, name, readers).await {
+        Some(read) if read.len() < plan.schema().fields().len() => {
+            let kept: Vec<_> = plan
+                .schema()
+                .fields()
+                .iter()
+                .filter(|f| read.contains(f.name()))
+                .map(|f| ident(f.name()))
+                .collect();
+            LogicalPlanBuilder::from(plan).project(kept)?.build()?
+        }
+        _ => plan,
+    })
+}
+
+/// Hold the view's `rows` in memory while the scratch budget allows, then in
+/// scratch Parquet, counting `runs` as they pass; the table that reads them
+/// (a memory table of `parts` partitions, or the spill files).
+async fn hold(
+    scratch: &Scratch,
+    name: &str,
+    rows: &mut SendableRecordBatchStream,
+    runs: &mut [KeyRuns],
+    schema: SchemaRef,
+    parts: usize,
+) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+    let produced = rows.schema();
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut spilled: Option<Spill> = None;
     while let Some(batch) = rows.next().await {
         let batch = batch?;
-        for r in &mut runs {
+        for r in runs.iter_mut() {
             r.update(&batch)?;
         }
         if let Some(spill) = &mut spilled {
@@ -200,14 +235,13 @@ pub async fn stage_view(
             spilled = Some(spill);
         }
     }
-    let table: Arc<dyn datafusion::catalog::TableProvider> = match spilled {
+    Ok(match spilled {
         Some(spill) => {
             spill.writer.close().await?;
             Arc::new(parquet_table(ListingTableUrl::parse(format!("{}/", spill.dir.display()))?, schema)?)
         }
         None => {
             // As many partitions as the scans of a file would make, for readers to share the work.
-            let parts = state.config().target_partitions().max(1);
             let mut partitions = vec![Vec::new(); parts];
             for (i, b) in held.into_iter().enumerate() {
                 partitions[i % parts].push(b);
@@ -217,15 +251,7 @@ pub async fn stage_view(
             let schema = partitions.iter().flatten().next().map_or(schema, |b| b.schema());
             Arc::new(MemTable::try_new(schema, partitions)?)
         }
-    };
-    engine.register(name, table)?;
-    let mut own = Counted::new();
-    for r in runs {
-        own.insert(r.columns().to_vec(), r.finish()?);
-    }
-    let tables =
-        observed.into_iter().map(|o| o.and_then(|o| o.lock().ok().and_then(|mut c| c.take()))).collect();
-    Ok(Staged { own, tables })
+    })
 }
 
 /// A view's rows going to scratch Parquet, once memory is full.

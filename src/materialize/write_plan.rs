@@ -43,18 +43,20 @@ pub struct WritePlan {
     /// The plan yields its rows in one ordered stream, which the writer
     /// must keep as one (see [`plan_write`]).
     pub in_order: bool,
-    /// Duplicates counted as the rows are written, by key columns.
-    pub counted: Vec<(Vec<String>, Observed)>,
 }
+
+/// Duplicates counted as the rows are written, by key columns: filled as
+/// the write runs.
+pub type WrittenKeys = Vec<(Vec<String>, Observed)>;
 
 /// A plan the writer plans itself, in no particular order, counting nothing.
 impl From<LogicalPlan> for WritePlan {
     fn from(plan: LogicalPlan) -> Self {
-        WritePlan { plan, in_order: false, counted: Vec::new() }
+        WritePlan { plan, in_order: false }
     }
 }
 
-/// `plan` as the writer should get it. When it ends in an `order by` and its
+/// `plan` as the writer should get it, and the keys it counts. When it ends in an `order by` and its
 /// physical plan yields its rows in one ordered stream, that stream is
 /// written as it is, and the duplicates of each of `keys` (key columns,
 /// duplicated keys to keep) whose equal keys it yields adjacent are counted
@@ -64,15 +66,15 @@ pub async fn plan_write(
     engine: &Engine,
     plan: LogicalPlan,
     keys: &[(Vec<String>, usize)],
-) -> Result<WritePlan> {
+) -> Result<(WritePlan, WrittenKeys)> {
     if !ends_in_sort(&plan) {
-        return Ok(plan.into());
+        return Ok((plan.into(), Vec::new()));
     }
     let state = engine.ctx.state();
     let mut physical = state.create_physical_plan(&plan).await?;
     let props = physical.properties();
     if props.output_ordering().is_none() || props.output_partitioning().partition_count() != 1 {
-        return Ok(plan.into());
+        return Ok((plan.into(), Vec::new()));
     }
     let mut counted = Vec::new();
     let ordered: Vec<_> = keys.iter().filter(|(key, _)| adjacent(&physical, key)).collect();
@@ -84,7 +86,7 @@ pub async fn plan_write(
     tracing::debug!(counted = ?counted.iter().map(|(key, _)| key).collect::<Vec<_>>(), "written in order");
     let planned = Arc::new(PlannedTable { plan: Arc::new(PlannedExec { plan: physical }) });
     let plan = LogicalPlanBuilder::scan("__tally_written", provider_as_source(planned), None)?.build()?;
-    Ok(WritePlan { plan, in_order: true, counted })
+    Ok((WritePlan { plan, in_order: true }, counted))
 }
 
 /// Whether `plan` sorts its rows last (an `order by`, under column
@@ -202,9 +204,9 @@ mod tests {
     /// `sql` planned for writing, counting `k`; its rows, and what was counted.
     async fn write_counting(engine: &Engine, sql: &str) -> (usize, Vec<(Vec<String>, Observed)>) {
         let plan = engine.plan_sql(sql).await.unwrap();
-        let written = plan_write(engine, plan, &[(vec!["k".to_string()], 10)]).await.unwrap();
+        let (written, counted) = plan_write(engine, plan, &[(vec!["k".to_string()], 10)]).await.unwrap();
         let rows = engine.ctx.execute_logical_plan(written.plan).await.unwrap().collect().await.unwrap();
-        (rows.iter().map(|b| b.num_rows()).sum(), written.counted)
+        (rows.iter().map(|b| b.num_rows()).sum(), counted)
     }
 
     #[tokio::test]
@@ -238,10 +240,10 @@ mod tests {
         // A grouping over two partitions, then ordered: without the order
         // kept, the writer got both partitions' rows interleaved.
         let sql = "select x % 997 as k, count(*) as n from generate_series(1, 50000) as t(x) group by x % 997 order by k desc";
-        let plan = plan_write(&engine, engine.plan_sql(sql).await.unwrap(), &[]).await.unwrap();
+        let (plan, _) = plan_write(&engine, engine.plan_sql(sql).await.unwrap(), &[]).await.unwrap();
         assert!(plan.in_order);
         // Without an `order by`, the writer plans the model as it always did.
-        let unordered =
+        let (unordered, _) =
             plan_write(&engine, engine.plan_sql(&sql.replace(" order by k desc", "")).await.unwrap(), &[])
                 .await
                 .unwrap();

@@ -11,6 +11,12 @@ fn compile_error(name: &str) -> Run {
         !dir.path().join("warehouse").exists(),
         "a project error must stop the build before any model runs"
     );
+    // What the user sees, whole: every line, in order.
+    let shown = run.stderr.replace(&dir.path().display().to_string(), "[PROJECT]");
+    let mut settings = insta::Settings::clone_current();
+    // DataFusion's suggestion for a misspelt column is not stable between runs.
+    settings.add_filter(r"Did you mean '[^']*'\?", "Did you mean [..]?");
+    settings.bind(|| insta::assert_snapshot!(format!("project_error__{name}"), shown));
     run
 }
 
