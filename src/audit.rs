@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use url::Url;
 
 use crate::assertions::{
-    self, Assertion, CheckSet, Counted, Kind, Outcome, Severity, Status, Threshold, failing,
+    self, Assertion, CheckError, CheckSet, Counted, Kind, Outcome, Severity, Status, Threshold, failing,
 };
 use crate::compile::{Compiled, SingularTest};
 use crate::executor::Slots;
@@ -375,19 +375,16 @@ pub async fn as_of_us(c: &Compiled) -> (i64, Option<String>) {
     (now, None)
 }
 
-async fn single_timestamp(engine: &Engine, sql: &str) -> Result<Option<i64>, String> {
+async fn single_timestamp(engine: &Engine, sql: &str) -> Result<Option<i64>, CheckError> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-    let clean = |e: datafusion::error::DataFusionError| crate::plan::clean_message(&e);
-    let df =
-        engine.ctx.sql(&format!("select cast(t as timestamp) from ({sql}) as x(t)")).await.map_err(clean)?;
-    let Some(batch) = df.collect().await.map_err(clean)?.into_iter().find(|b| b.num_rows() > 0) else {
+    let df = engine.ctx.sql(&format!("select cast(t as timestamp) from ({sql}) as x(t)")).await?;
+    let Some(batch) = df.collect().await?.into_iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);
     };
     let col =
-        datafusion::arrow::compute::cast(batch.column(0), &DataType::Timestamp(TimeUnit::Microsecond, None))
-            .map_err(|e| e.to_string())?;
-    let ts = col.as_primitive_opt::<TimestampMicrosecondType>().ok_or("not a timestamp")?;
+        datafusion::arrow::compute::cast(batch.column(0), &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+    let ts = col.as_primitive_opt::<TimestampMicrosecondType>().ok_or(CheckError::from("not a timestamp"))?;
     Ok((!ts.is_null(0)).then(|| ts.value(0)))
 }
 

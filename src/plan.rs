@@ -259,7 +259,7 @@ impl Engine {
     }
 
     /// Make `url`'s store (its bucket) reachable from SQL; local disk always is.
-    pub fn register_store(&self, url: &url::Url) -> Result<(), String> {
+    pub fn register_store(&self, url: &url::Url) -> Result<(), crate::storage::StoreError> {
         if url.scheme() == "file" {
             return Ok(());
         }

@@ -174,7 +174,8 @@ pub fn resolve(project: &Project, target: Option<&str>) -> Result<Target> {
 fn expand_env(s: &str, (file, line): (&Path, usize), key: &str) -> Result<String> {
     let located = |message: String| Diagnostic::error(format!("`{key}`: {message}")).at(file, line, 0);
     let rendered = crate::render::render_env(s).map_err(|e| {
-        located(e).with_help("set the variable, or give a default: {{ env_var('VAR', 'default') }}")
+        located(e.to_string())
+            .with_help("set the variable, or give a default: {{ env_var('VAR', 'default') }}")
     })?;
     expand_dollar(&rendered, |name| std::env::var(name).ok()).map_err(|e| {
         located(e.to_string()).with_help("set the variable, or give a default: ${VAR:-default} (an empty default, ${VAR:-}, is allowed)").into()

@@ -328,9 +328,14 @@ fn macro_line(text: &str, name: &str) -> usize {
         .map_or(0, |i| i + 1)
 }
 
+/// Why a profile value does not render: minijinja's own words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EnvError(String);
+
 /// A profile value: `{{ env_var('VAR') }}` / `{{ env_var('VAR', 'default') }}`
 /// rendered, as in models (nothing else is defined there).
-pub fn render_env(text: &str) -> Result<String, String> {
+pub fn render_env(text: &str) -> Result<String, EnvError> {
     if !text.contains("{{") {
         return Ok(text.to_string());
     }
@@ -338,7 +343,7 @@ pub fn render_env(text: &str) -> Result<String, String> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.add_function("env_var", env_var);
     env.render_str(text, ())
-        .map_err(|e| e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string()))
+        .map_err(|e| EnvError(e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string())))
 }
 
 fn env_var(name: String, default: Option<Value>) -> Result<Value, minijinja::Error> {
@@ -399,7 +404,7 @@ mod tests {
         assert_eq!(render_env("plain").unwrap(), "plain");
         assert_eq!(render_env("{{ env_var('TALLY_TEST_UNSET_PROFILE_VAR', 'dflt') }}").unwrap(), "dflt");
         let e = render_env("{{ env_var('TALLY_TEST_UNSET_PROFILE_VAR') }}").unwrap_err();
-        assert!(e.contains("not set and no default"), "{e}");
+        assert!(e.to_string().contains("not set and no default"), "{e}");
     }
     use super::*;
     use crate::project;

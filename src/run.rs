@@ -311,7 +311,8 @@ impl Builder {
         let mut r = match (outcome, self.verdicts.failed_now(&node.sources)) {
             (Ok((w, note)), _) => result(node, Status::Success, w, secs, note),
             (Err(_), Some((source, why))) => skipped_for_source(node, source, &why, secs),
-            (Err(msg), None) => {
+            (Err(e), None) => {
+                let msg = e.to_string();
                 let msg = match failing_source_file(c, node, &msg).await {
                     Some(file) => format!("{msg}\n{file}"),
                     None => msg,
@@ -387,16 +388,40 @@ pub async fn prepare_unselected(compiled: &Compiled, selected: &BTreeSet<String>
 /// What a node's run leaves to report: what it wrote, and a note (warnings).
 type Executed = (Option<Written>, Option<String>);
 
+/// Why a node did not publish; its text is the node's message.
+#[derive(Debug, thiserror::Error)]
+enum NodeError {
+    /// Its SQL or seed does not plan against what its parents hold now.
+    #[error("{0}")]
+    Plan(String),
+    /// An error-level check failed: its own, or a source's it counts.
+    #[error("{0}")]
+    Checks(String),
+    /// A source it reads failed its checks.
+    #[error("{}", failed_source_message(.0, .1))]
+    Source(SourceKey, String),
+    /// The gate rejected its staged write.
+    #[error(transparent)]
+    Rejected(WriteError),
+    /// The engine failed computing, staging or writing it.
+    #[error("{0}")]
+    Engine(String),
+}
+
 /// Run one node; on success the node resolves to its new data for dependents.
-async fn execute(b: &Builder, name: &str, slots: &Arc<Slots>) -> Result<Executed, String> {
+async fn execute(b: &Builder, name: &str, slots: &Arc<Slots>) -> Result<Executed, NodeError> {
     let c = &b.compiled;
     let node = &c.nodes[name];
     let engine = &c.engine;
     let plan = match node.materialized {
-        Materialization::Seed => seed_plan(&c.project, engine, node).await.map_err(|d| d.headline())?,
+        Materialization::Seed => {
+            seed_plan(&c.project, engine, node).await.map_err(|d| NodeError::Plan(d.headline()))?
+        }
         _ => engine.plan_sql(&node.sql).await.map_err(|e| {
             let compiled_path = c.compiled_path(node).display().to_string();
-            sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled_path).headline()
+            NodeError::Plan(
+                sql_diagnostic(&node.path, &node.source_text, &node.sql, &e, &compiled_path).headline(),
+            )
         })?,
     };
     if node.materialized.is_stored() {
@@ -407,21 +432,25 @@ async fn execute(b: &Builder, name: &str, slots: &Arc<Slots>) -> Result<Executed
         Some(auditor) if !checks.is_empty() => match b.plan.staged.contains(name) {
             true => stage_and_check(b, auditor, node, plan).await?,
             false => {
-                engine.register_view(&node.name, plan, &node.sql).map_err(|e| e.to_string())?;
+                engine
+                    .register_view(&node.name, plan, &node.sql)
+                    .map_err(|e| NodeError::Engine(e.to_string()))?;
                 auditor.check(engine, checks.checks()).await
             }
         },
         _ => {
-            engine.register_view(&node.name, plan, &node.sql).map_err(|e| e.to_string())?;
+            engine
+                .register_view(&node.name, plan, &node.sql)
+                .map_err(|e| NodeError::Engine(e.to_string()))?;
             return Ok((None, None));
         }
     };
     if let Some(why) = blocking_summary(&outcomes) {
-        return Err(why);
+        return Err(NodeError::Checks(why));
     }
     // Its readers start once it succeeds: only after its sources passed.
     if let Some((source, why)) = b.verdicts.failed(&node.sources, slots).await {
-        return Err(failed_source_message(source, &why));
+        return Err(NodeError::Source(source.clone(), why));
     }
     Ok((None, warning_summary(&outcomes)))
 }
@@ -434,7 +463,7 @@ async fn stage_and_check(
     auditor: &Auditor,
     node: &Node,
     plan: datafusion::logical_expr::LogicalPlan,
-) -> Result<Vec<Outcome>, String> {
+) -> Result<Vec<Outcome>, NodeError> {
     let (c, name, engine) = (&b.compiled, node.name.as_str(), &b.compiled.engine);
     let checks = c.checks_of(name);
     let start = Instant::now();
@@ -451,9 +480,9 @@ async fn stage_and_check(
         tables: tables.iter().map(|(_, t)| t.clone()).collect(),
     };
     let readers = readers_of(c, name, auditor);
-    let staged = stage_view(engine, name, plan, &readers, &auditor.scratch, &count)
-        .await
-        .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
+    let staged = stage_view(engine, name, plan, &readers, &auditor.scratch, &count).await.map_err(|e| {
+        NodeError::Engine(format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))
+    })?;
     let seconds = start.elapsed().as_secs_f64();
     tracing::debug!(view = name, seconds, held_bytes = auditor.scratch.held(), "staged");
     let mut outcomes = auditor.check_counted(engine, checks.checks(), &staged.own).await;
@@ -479,7 +508,7 @@ async fn write_node(
     node: &Node,
     plan: datafusion::logical_expr::LogicalPlan,
     slots: &Arc<Slots>,
-) -> Result<Executed, String> {
+) -> Result<Executed, NodeError> {
     let (c, engine) = (&b.compiled, &b.compiled.engine);
     let schema = Arc::new(plan.schema().as_arrow().clone());
     // Written in the model's order; the gate's duplicates counted as the rows
@@ -488,9 +517,9 @@ async fn write_node(
         Some(_) if b.plan.capabilities.count_keys => c.checks_of(&node.name).keys_to_count().to_vec(),
         _ => Vec::new(),
     };
-    let (plan, written_keys) = plan_write(engine, plan, &keys)
-        .await
-        .map_err(|e| format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))?;
+    let (plan, written_keys) = plan_write(engine, plan, &keys).await.map_err(|e| {
+        NodeError::Engine(format!("{}: {}", node.path.display(), crate::plan::clean_message(&e)))
+    })?;
     let gate = b.auditor.clone().map(|auditor| {
         Arc::new(ModelAudit {
             compiled: c.clone(),
@@ -507,16 +536,16 @@ async fn write_node(
     let audit = gate.clone().map(|g| g as Arc<dyn Audit>);
     let published = match write_table(engine, &url, &node.name, plan, SaveMode::Overwrite, audit).await {
         Ok(published) => published,
-        Err(e @ WriteError::Rejected(_)) => return Err(e.to_string()),
+        Err(e @ WriteError::Rejected(_)) => return Err(NodeError::Rejected(e)),
         Err(WriteError::Delta(e)) => {
-            return Err(failure_text(node, &url, &crate::materialize::error_text(&e)));
+            return Err(NodeError::Engine(failure_text(node, &url, &crate::materialize::error_text(&e))));
         }
     };
     let provider = open_table(engine, &url, At::Latest)
         .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{}: table vanished after writing", url))?;
-    engine.register(&node.name, provider).map_err(|e| e.to_string())?;
+        .map_err(|e| NodeError::Engine(e.to_string()))?
+        .ok_or_else(|| NodeError::Engine(format!("{url}: table vanished after writing")))?;
+    engine.register(&node.name, provider).map_err(|e| NodeError::Engine(e.to_string()))?;
     Ok((Some(published.written), published.note))
 }
 

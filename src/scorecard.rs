@@ -76,18 +76,35 @@ pub async fn publish(
     run_id: &str,
     run_started_at_us: i64,
     outcomes: &[Outcome],
-) -> Result<Written, String> {
-    let batch = batch(run_id, run_started_at_us, outcomes).map_err(|e| e.to_string())?;
+) -> Result<Written, ScorecardError> {
+    let failed = |table: &'static str| move |why: String| ScorecardError { table, why };
+    let batch = batch(run_id, run_started_at_us, outcomes).map_err(|e| failed(SCORECARD)(e.to_string()))?;
     let mut written = Written::default();
     for (name, mode) in [(SCORECARD, SaveMode::Overwrite), (HISTORY, SaveMode::Append)] {
-        let plan = engine.ctx.read_batch(batch.clone()).map_err(|e| e.to_string())?.into_unoptimized_plan();
-        written = match write_table(engine, &target.table_url(name), name, plan.into(), mode, None).await {
+        let plan = engine.ctx.read_batch(batch.clone()).map_err(|e| failed(name)(e.to_string()))?;
+        written = match write_table(
+            engine,
+            &target.table_url(name),
+            name,
+            plan.into_unoptimized_plan().into(),
+            mode,
+            None,
+        )
+        .await
+        {
             Ok(published) => published.written,
-            Err(WriteError::Delta(e)) => {
-                return Err(format!("cannot publish {name}: {}", crate::materialize::error_text(&e)));
-            }
-            Err(e) => return Err(format!("cannot publish {name}: {e}")),
+            Err(WriteError::Delta(e)) => return Err(failed(name)(crate::materialize::error_text(&e))),
+            Err(e) => return Err(failed(name)(e.to_string())),
         };
     }
     Ok(written)
+}
+
+/// A data-quality table that could not be published (the run's outcomes
+/// stand; only the table is missing).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot publish {table}: {why}")]
+pub struct ScorecardError {
+    pub table: &'static str,
+    pub why: String,
 }

@@ -43,7 +43,16 @@ impl StorageOptions {
 }
 
 /// The store holding `url` (its bucket, or the local file system).
-pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>, String> {
+/// Why a store cannot be built for a URL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("`{0}://` is not a supported store; use file://, memory://, s3://, gs:// or az://")]
+    Unsupported(String),
+    #[error(transparent)]
+    Options(#[from] object_store::Error),
+}
+
+pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectStore>, StoreError> {
     let opts = options.0.iter();
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "file" => Arc::new(LocalFileSystem::new()),
@@ -59,7 +68,7 @@ pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectSt
                 Ok(key) => b.with_config(key, v),
                 Err(_) => b,
             });
-            Arc::new(b.build().map_err(|e| e.to_string())?)
+            Arc::new(b.build()?)
         }
         "gs" => {
             let b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
@@ -67,7 +76,7 @@ pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectSt
                 Ok(key) => b.with_config(key, v),
                 Err(_) => b,
             });
-            Arc::new(b.build().map_err(|e| e.to_string())?)
+            Arc::new(b.build()?)
         }
         "az" | "azure" | "abfs" | "abfss" => {
             let b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
@@ -75,12 +84,10 @@ pub fn store_for(url: &Url, options: &StorageOptions) -> Result<Arc<dyn ObjectSt
                 Ok(key) => b.with_config(key, v),
                 Err(_) => b,
             });
-            Arc::new(b.build().map_err(|e| e.to_string())?)
+            Arc::new(b.build()?)
         }
         other => {
-            return Err(format!(
-                "`{other}://` is not a supported store; use file://, memory://, s3://, gs:// or az://"
-            ));
+            return Err(StoreError::Unsupported(other.to_string()));
         }
     };
     Ok(store)
@@ -113,7 +120,7 @@ struct Stores;
 impl ObjectStoreFactory for Stores {
     fn parse_url_opts(&self, url: &Url, config: &StorageConfig) -> DeltaResult<(Arc<dyn ObjectStore>, Path)> {
         let options = StorageOptions(config.raw.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-        let store = store_for(url, &options).map_err(DeltaTableError::Generic)?;
+        let store = store_for(url, &options).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
         let path = Path::from_url_path(url.path()).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
         Ok((store, path))
     }

@@ -3,7 +3,8 @@
 //! - no import cycle between top-level modules, nor between the files of a
 //!   folder module (`assertions/`, `materialize/`, ...), whose `mod.rs` is a
 //!   facade: its children may not reach back into it;
-//! - no function longer than [`MAX_FN_LINES`] formatted lines.
+//! - no function longer than [`MAX_FN_LINES`] formatted lines;
+//! - no `Result<_, String>`: errors are typed.
 //!
 //! Both read the library's own code: each file up to its `#[cfg(test)]`.
 //!
@@ -449,6 +450,46 @@ fn no_function_over_max_lines() {
     assert!(over.is_empty(), "functions over {MAX_FN_LINES} lines; split them:\n  {}", over.join("\n  "));
 }
 
+/// Every `Result<_, String>` in the library: (file, line).
+fn string_errors(files: &[File]) -> Vec<(PathBuf, usize)> {
+    let mut out = Vec::new();
+    for f in files {
+        for (at, _) in f.code.match_indices("Result<") {
+            let args = &f.code[at + "Result<".len()..];
+            let (mut depth, mut end, mut last_comma) = (1, args.len(), None);
+            for (i, c) in args.char_indices() {
+                match c {
+                    '<' | '(' | '[' => depth += 1,
+                    '>' | ')' | ']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    ',' if depth == 1 => last_comma = Some(i),
+                    _ => {}
+                }
+            }
+            if let Some(comma) = last_comma
+                && args[comma + 1..end].trim() == "String"
+            {
+                out.push((f.path.clone(), f.code[..at].lines().count()));
+            }
+        }
+    }
+    out
+}
+
+/// Errors are typed (thiserror) end to end: a caller can tell a user's
+/// mistake from a bug, and a message is not parsed back.
+#[test]
+fn no_string_errors() {
+    let found: Vec<String> =
+        string_errors(&files()).iter().map(|(p, l)| format!("{}:{l}", p.display())).collect();
+    assert!(found.is_empty(), "`Result<_, String>` in src/ (use a typed error):\n  {}", found.join("\n  "));
+}
+
 #[cfg(test)]
 mod checker {
     use super::*;
@@ -459,6 +500,16 @@ mod checker {
             blank("use crate::{a::X, b::{Y, Z}, c};\nfn f() { crate::d::g(\"crate::e\"); } // crate::f");
         let firsts: BTreeSet<String> = first_segments(&code, "crate::").into_iter().map(|(f, _)| f).collect();
         assert_eq!(firsts, ["a", "b", "c", "d"].map(String::from).into());
+    }
+
+    #[test]
+    fn string_errors_are_found_in_nested_types() {
+        let f = File {
+            module: vec!["x".into()],
+            path: "x.rs".into(),
+            code: blank("fn a() -> Result<Vec<(u64, u64)>, String> {}\nfn b() -> Result<(), Error> {}\n"),
+        };
+        assert_eq!(string_errors(&[f]), [(PathBuf::from("x.rs"), 1)]);
     }
 
     #[test]

@@ -3,6 +3,37 @@
 
 use serde::Serialize;
 
+/// Why a check could not run (its outcome is then `error`): a query that
+/// does not plan or fails, a result of the wrong shape. Its text is what the
+/// user reads, DataFusion's wrapping removed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckError(pub String);
+
+impl From<String> for CheckError {
+    fn from(s: String) -> Self {
+        CheckError(s)
+    }
+}
+
+impl From<&str> for CheckError {
+    fn from(s: &str) -> Self {
+        CheckError(s.to_string())
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for CheckError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        CheckError(crate::plan::clean_message(&e))
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for CheckError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        CheckError(e.to_string())
+    }
+}
+
 /// Keys shown per failed check.
 pub const SAMPLE_ROWS: usize = 5;
 
@@ -75,18 +106,61 @@ pub enum Kind {
     },
 }
 
+/// A check's kind without its arguments, as outcomes, reports and the
+/// scorecard name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KindTag {
+    Completeness,
+    Duplicates,
+    AcceptedValues,
+    Relationships,
+    RowCount,
+    Expression,
+    Freshness,
+    Reconciliation,
+    Custom,
+}
+
+impl KindTag {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KindTag::Completeness => "completeness",
+            KindTag::Duplicates => "duplicates",
+            KindTag::AcceptedValues => "accepted_values",
+            KindTag::Relationships => "relationships",
+            KindTag::RowCount => "row_count",
+            KindTag::Expression => "expression",
+            KindTag::Freshness => "freshness",
+            KindTag::Reconciliation => "reconciliation",
+            KindTag::Custom => "custom",
+        }
+    }
+}
+
+impl std::fmt::Display for KindTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Kind {
     pub fn name(&self) -> &'static str {
+        self.tag().as_str()
+    }
+
+    /// Which kind it is, without its arguments: what an outcome records.
+    pub fn tag(&self) -> KindTag {
         match self {
-            Kind::Completeness { .. } => "completeness",
-            Kind::Duplicates { .. } => "duplicates",
-            Kind::AcceptedValues { .. } => "accepted_values",
-            Kind::Relationships { .. } => "relationships",
-            Kind::RowCount { .. } => "row_count",
-            Kind::Expression { .. } => "expression",
-            Kind::Freshness { .. } => "freshness",
-            Kind::Reconciliation { .. } => "reconciliation",
-            Kind::Custom { .. } => "custom",
+            Kind::Completeness { .. } => KindTag::Completeness,
+            Kind::Duplicates { .. } => KindTag::Duplicates,
+            Kind::AcceptedValues { .. } => KindTag::AcceptedValues,
+            Kind::Relationships { .. } => KindTag::Relationships,
+            Kind::RowCount { .. } => KindTag::RowCount,
+            Kind::Expression { .. } => KindTag::Expression,
+            Kind::Freshness { .. } => KindTag::Freshness,
+            Kind::Reconciliation { .. } => KindTag::Reconciliation,
+            Kind::Custom { .. } => KindTag::Custom,
         }
     }
 
@@ -200,7 +274,7 @@ pub enum Status {
 pub struct Outcome {
     pub name: String,
     pub relation: String,
-    pub kind: &'static str,
+    pub kind: KindTag,
     pub columns: String,
     pub severity: Severity,
     pub status: Status,
@@ -221,27 +295,6 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// A declaration that could not be parsed: an error at its line.
-    pub fn invalid(relation: &str, decl: &crate::project::TestDecl, message: String) -> Outcome {
-        Outcome {
-            name: format!("{relation}:{}", decl.line),
-            relation: relation.to_string(),
-            kind: "custom",
-            columns: decl.column.clone().unwrap_or_default(),
-            severity: Severity::Error,
-            status: Status::Error,
-            rows_checked: 0,
-            failing_rows: 0,
-            observed: 0.0,
-            threshold: String::new(),
-            message: Some(message),
-            sample: Vec::new(),
-            failing_rows_path: None,
-            file: decl.file.display().to_string(),
-            line: decl.line,
-        }
-    }
-
     /// Fails an error-level gate: a failed check, or one that could not run.
     pub fn blocks(&self) -> bool {
         matches!(self.status, Status::Fail | Status::Error)
@@ -253,17 +306,23 @@ impl Outcome {
             return m.clone();
         }
         match self.kind {
-            "freshness" => format!("{:.1} h since the newest row ({})", self.observed, self.threshold),
-            "row_count" => format!("{} rows (expected {})", self.rows_checked, self.threshold),
-            "reconciliation" => format!("{} of {} groups differ", self.failing_rows, self.rows_checked),
-            "custom" => format!("{} failing rows", self.failing_rows),
-            "completeness" | "duplicates" if !self.threshold.starts_with("failing") => {
+            KindTag::Freshness => format!("{:.1} h since the newest row ({})", self.observed, self.threshold),
+            KindTag::RowCount => format!("{} rows (expected {})", self.rows_checked, self.threshold),
+            KindTag::Reconciliation => {
+                format!("{} of {} groups differ", self.failing_rows, self.rows_checked)
+            }
+            KindTag::Custom => format!("{} failing rows", self.failing_rows),
+            KindTag::Completeness | KindTag::Duplicates if !self.threshold.starts_with("failing") => {
                 format!(
                     "{} of {} rows, ratio {:.4} (expected {})",
                     self.failing_rows, self.rows_checked, self.observed, self.threshold
                 )
             }
-            _ => format!("{} of {} rows", self.failing_rows, self.rows_checked),
+            KindTag::Completeness
+            | KindTag::Duplicates
+            | KindTag::AcceptedValues
+            | KindTag::Relationships
+            | KindTag::Expression => format!("{} of {} rows", self.failing_rows, self.rows_checked),
         }
     }
 
@@ -291,18 +350,18 @@ impl Assertion {
 
     /// The outcome of this check from its (rows checked, failing rows), or
     /// `Err(why)` when it could not run.
-    pub fn outcome(&self, counts: Result<(u64, u64), String>) -> Outcome {
+    pub fn outcome(&self, counts: Result<(u64, u64), CheckError>) -> Outcome {
         let (status, rows_checked, failing_rows, observed, threshold, message) = match counts {
             Ok((checked, failing)) => {
                 let (status, observed, threshold) = self.judge(checked, failing);
                 (status, checked, failing, observed, threshold, None)
             }
-            Err(e) => (Status::Error, 0, 0, 0.0, String::new(), Some(e)),
+            Err(e) => (Status::Error, 0, 0, 0.0, String::new(), Some(e.0)),
         };
         Outcome {
             name: self.name.clone(),
             relation: self.relation.clone(),
-            kind: self.kind.name(),
+            kind: self.kind.tag(),
             columns: self.kind.columns().join(","),
             severity: self.severity,
             status,

@@ -15,10 +15,9 @@ use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
-use datafusion::error::DataFusionError;
 use futures::StreamExt;
 
-use super::check::{Assertion, Kind, Outcome, Status};
+use super::check::{Assertion, CheckError, Kind, Outcome, Status};
 use super::key_hashes::KeyHashes;
 use super::key_runs::Counted;
 use crate::plan::Engine;
@@ -45,7 +44,8 @@ pub async fn evaluate(
     for (i, a) in assertions.iter().enumerate() {
         by_relation.entry(a.relation_sql.as_str()).or_default().push(i);
     }
-    let mut counts: Vec<Result<(u64, u64), String>> = vec![Err(String::new()); assertions.len()];
+    let mut counts: Vec<Result<(u64, u64), CheckError>> =
+        vec![Err(CheckError(String::new())); assertions.len()];
     let mut keys: Vec<Vec<RecordBatch>> = vec![Vec::new(); assertions.len()];
     for (relation, idx) in by_relation {
         let by_key = completeness_by_key(assertions, &idx, counted);
@@ -125,7 +125,7 @@ pub(super) fn freshness_sql(a: &Assertion) -> Option<String> {
 }
 
 /// A freshness check's outcome from the row of its [`freshness_sql`].
-pub(super) fn judge_freshness(a: &Assertion, row: Result<Vec<i64>, String>, as_of_us: i64) -> Outcome {
+pub(super) fn judge_freshness(a: &Assertion, row: Result<Vec<i64>, CheckError>, as_of_us: i64) -> Outcome {
     let Kind::Freshness { warn_after_hours, error_after_hours, .. } = &a.kind else {
         return a.outcome(Err("not a freshness check".into()));
     };
@@ -242,7 +242,7 @@ async fn fused_counts(
     engine: &Engine,
     relation: &str,
     assertions: &[&Assertion],
-) -> Result<Vec<(u64, u64)>, String> {
+) -> Result<Vec<(u64, u64)>, CheckError> {
     if assertions.is_empty() {
         return Ok(Vec::new());
     }
@@ -301,7 +301,7 @@ struct Found {
 }
 
 /// What the query of a check that is not fused finds (see [`Found`]).
-async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<Found, String> {
+async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<Found, CheckError> {
     let f = filter(a);
     let relation = &a.relation_sql;
     let sql = match &a.kind {
@@ -347,29 +347,28 @@ async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<
 /// scan of the key columns at once: (rows checked, rows beyond each key's
 /// first), up to [`Assertion::rows_kept`] duplicated keys, and without a
 /// `where`, the rows with a null key part.
-async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Result<Found, String> {
+async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Result<Found, CheckError> {
     let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
     let sql = format!("select {cols} from {} where {}", a.relation_sql, filter(a));
-    let clean = |e: DataFusionError| crate::plan::clean_message(&e);
-    let df = engine.ctx.sql(&sql).await.map_err(clean)?;
+    let df = engine.ctx.sql(&sql).await?;
     let schema = df.schema().as_arrow().clone();
     let mut parts = Vec::new();
-    for mut stream in df.execute_stream_partitioned().await.map_err(clean)? {
-        let mut part = KeyHashes::new(&schema, columns).map_err(|e| e.to_string())?;
+    for mut stream in df.execute_stream_partitioned().await? {
+        let mut part = KeyHashes::new(&schema, columns)?;
         parts.push(tokio::spawn(async move {
             while let Some(batch) = stream.next().await {
-                part.update(&batch.map_err(clean)?).map_err(|e| e.to_string())?;
+                part.update(&batch?)?;
             }
-            Ok::<_, String>(part)
+            Ok::<_, CheckError>(part)
         }));
     }
     let parts = futures::future::try_join_all(parts)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| CheckError(e.to_string()))?
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
     let null_keys = a.filter.is_none().then(|| parts.iter().map(KeyHashes::null_keys).sum());
-    let counts = KeyHashes::finish(parts, a.rows_kept()).map_err(|e| e.to_string())?;
+    let counts = KeyHashes::finish(parts, a.rows_kept())?;
     Ok(Found { counts: (counts.rows, counts.duplicates), keys: counts.keys, null_keys })
 }
 
@@ -382,29 +381,31 @@ pub fn relation_sql(name: &str) -> String {
 }
 
 /// The first row of `sql` as signed integers (a null is `i64::MIN`).
-async fn single_row_signed(engine: &Engine, sql: &str) -> Result<Vec<i64>, String> {
-    let df = engine.ctx.sql(sql).await.map_err(|e| crate::plan::clean_message(&e))?;
-    first_row(&df.collect().await.map_err(|e| crate::plan::clean_message(&e))?)
+async fn single_row_signed(engine: &Engine, sql: &str) -> Result<Vec<i64>, CheckError> {
+    let df = engine.ctx.sql(sql).await?;
+    first_row(&df.collect().await?)
 }
 
 /// The first row of `batches`, all of them bigint columns (null is `i64::MIN`).
-pub(super) fn first_row(batches: &[RecordBatch]) -> Result<Vec<i64>, String> {
-    let batch =
-        batches.iter().find(|b| b.num_rows() > 0).ok_or_else(|| "the check returned no row".to_string())?;
+pub(super) fn first_row(batches: &[RecordBatch]) -> Result<Vec<i64>, CheckError> {
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| CheckError::from("the check returned no row"))?;
     batch
         .columns()
         .iter()
         .map(|c| {
             let ints = c
                 .as_primitive_opt::<Int64Type>()
-                .ok_or_else(|| format!("unexpected type {}", c.data_type()))?;
+                .ok_or_else(|| CheckError(format!("unexpected type {}", c.data_type())))?;
             Ok(if ints.is_null(0) { i64::MIN } else { ints.value(0) })
         })
         .collect()
 }
 
 /// The first row of `sql` as counts (null and negative are 0).
-async fn single_row(engine: &Engine, sql: &str) -> Result<Vec<u64>, String> {
+async fn single_row(engine: &Engine, sql: &str) -> Result<Vec<u64>, CheckError> {
     Ok(single_row_signed(engine, sql).await?.into_iter().map(|v| v.max(0) as u64).collect())
 }
 

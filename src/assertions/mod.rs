@@ -27,7 +27,9 @@ mod parse;
 mod set;
 mod validate;
 
-pub use check::{Assertion, Kind, Outcome, Severity, Status, Threshold, UPSTREAM_LOADED_AT};
+pub use check::{
+    Assertion, CheckError, Kind, KindTag, Outcome, Severity, Status, Threshold, UPSTREAM_LOADED_AT,
+};
 pub use evaluate::{Evaluated, evaluate, relation_sql};
 pub use footers::proven_unblocked;
 pub use key_runs::{Counted, KeyCounts, KeyRuns};

@@ -72,13 +72,13 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
 
 /// The error outcome of a singular test that cannot run.
 pub(super) fn not_ready(t: &SingularTest, why: &str) -> assertions::Outcome {
-    crate::audit::singular_assertion(t).outcome(Err(format!("`{}` {why}", t.name)))
+    crate::audit::singular_assertion(t).outcome(Err(format!("`{}` {why}", t.name).into()))
 }
 
 /// Error outcomes for checks on a relation that was never built.
 fn not_built(relation: &str, checks: &[Assertion]) -> Vec<Outcome> {
     let why = format!("`{relation}` has not been built; run `tally build` first");
-    checks.iter().map(|a| a.outcome(Err(why.clone()))).collect()
+    checks.iter().map(|a| a.outcome(Err(why.clone().into()))).collect()
 }
 
 /// Print the assertions' report, write run_results.json (and JUnit XML when
