@@ -178,19 +178,6 @@ impl Auditor {
         defer: bool,
     ) -> Vec<Outcome> {
         let start = Instant::now();
-        let evaluated = self.judge(engine, parsed, counted, judged, defer).await;
-        self.spent_us.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
-        evaluated
-    }
-
-    async fn judge(
-        &self,
-        engine: &Engine,
-        parsed: Vec<Assertion>,
-        counted: &Counted,
-        judged: impl FnOnce(&[Outcome]),
-        defer: bool,
-    ) -> Vec<Outcome> {
         let evaluated = assertions::evaluate(engine, &parsed, self.as_of_us, counted).await;
         let (mut outcomes, mut duplicated_keys): (Vec<Outcome>, Vec<_>) =
             evaluated.into_iter().map(|e| (e.outcome, e.duplicated_keys)).unzip();
@@ -215,6 +202,7 @@ impl Auditor {
                 }
             }
         }
+        self.spent_us.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
         outcomes
     }
 
