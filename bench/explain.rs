@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None if model.contains(' ') => model.clone(),
         None => return Err("no such model".into()),
     };
-    let df = c.engine.ctx.sql(&format!("explain analyze {sql}")).await?;
-    datafusion::arrow::util::pretty::print_batches(&df.collect().await?)?;
+    let batches = c.engine.collect(&format!("explain analyze {sql}")).await?;
+    datafusion::arrow::util::pretty::print_batches(&batches)?;
     Ok(())
 }

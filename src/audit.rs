@@ -15,7 +15,8 @@ use rayon::prelude::*;
 use url::Url;
 
 use crate::assertions::{
-    self, Assertion, CheckError, CheckSet, Counted, Kind, Outcome, Severity, Status, Threshold, failing,
+    self, Assertion, CheckError, CheckSet, Counted, Custom, Kind, Outcome, Severity, Status, Threshold,
+    failing,
 };
 use crate::compile::{Compiled, SingularTest};
 use crate::executor::Slots;
@@ -268,7 +269,7 @@ pub fn singular_assertion(t: &SingularTest) -> Assertion {
             .or_else(|| t.sources.first().map(|(s, n)| format!("{s}.{n}")))
             .unwrap_or_else(|| "tests".into()),
         relation_sql: String::new(),
-        kind: Kind::Custom { sql: t.sql.clone() },
+        kind: Kind::Custom(Custom { sql: t.sql.clone() }),
         severity: if t.warn { Severity::Warn } else { Severity::Error },
         filter: None,
         warn_if: Threshold::NONZERO,
@@ -306,7 +307,7 @@ fn key_columns(parsed: &[Assertion]) -> Vec<String> {
     parsed
         .iter()
         .find_map(|a| match &a.kind {
-            Kind::Duplicates { columns, .. } => Some(columns.clone()),
+            Kind::Duplicates(d) => Some(d.columns.clone()),
             _ => None,
         })
         .unwrap_or_default()
@@ -366,8 +367,8 @@ pub async fn as_of_us(c: &Compiled) -> (i64, Option<String>) {
 async fn single_timestamp(engine: &Engine, sql: &str) -> Result<Option<i64>, CheckError> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-    let df = engine.ctx.sql(&format!("select cast(t as timestamp) from ({sql}) as x(t)")).await?;
-    let Some(batch) = df.collect().await?.into_iter().find(|b| b.num_rows() > 0) else {
+    let batches = engine.collect(&format!("select cast(t as timestamp) from ({sql}) as x(t)")).await?;
+    let Some(batch) = batches.into_iter().find(|b| b.num_rows() > 0) else {
         return Ok(None);
     };
     let col =
@@ -403,9 +404,13 @@ impl ModelAudit {
         if checks.is_empty() {
             return Ok(Passed::default());
         }
-        engine.register_files(&alias, &staged.after_commit(), self.schema.clone()).await.map_err(|e| {
-            Rejected { reason: format!("cannot read the staged files: {}", crate::plan::clean_message(&e)) }
-        })?;
+        // Resolvable only while this audit runs.
+        let staged_files = engine
+            .register_files_for_step(&alias, &staged.after_commit(), self.schema.clone())
+            .await
+            .map_err(|e| Rejected {
+                reason: format!("cannot read the staged files: {}", crate::plan::clean_message(&e)),
+            })?;
         // Keys counted as the rows were written describe the table only when
         // the write replaces every row; otherwise the checks count them.
         let counted: Counted = match staged.replaces_all() {
@@ -416,8 +421,9 @@ impl ModelAudit {
                 .collect(),
             false => Counted::new(),
         };
-        let outcomes = self.auditor.check_counted(engine, &checks.on(&quote_ident(&alias)), &counted).await;
-        engine.deregister(&alias);
+        let on = checks.on(&quote_ident(staged_files.name()));
+        let outcomes = self.auditor.check_counted(engine, &on, &counted).await;
+        drop(staged_files);
         match blocking_summary(&outcomes) {
             Some(reason) => Err(Rejected { reason }),
             None => Ok(Passed { note: warning_summary(&outcomes) }),

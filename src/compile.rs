@@ -339,7 +339,7 @@ async fn parse_checks(
         let key = (s.to_string(), t.to_string());
         project.sources.contains_key(&key).then(|| sources.get(&key).map(|(_, schema)| schema.clone()))
     };
-    let state = engine.ctx.state();
+    let state = engine.state();
     let mut relations: Vec<(String, Option<SchemaRef>, &[crate::project::TestDecl], bool)> =
         nodes.values().map(|n| (n.name.clone(), n.schema.clone(), project.tests_of(&n.name), true)).collect();
     relations.extend(project.sources.iter().map(|(key, t)| {
@@ -364,10 +364,11 @@ async fn parse_checks(
                 errors.extend(found);
                 continue;
             }
-            if let Kind::Freshness { column, upstream, .. } = &mut a.kind
-                && column.is_empty()
+            if let Kind::Freshness(f) = &mut a.kind
+                && f.column.is_empty()
             {
-                let loads = if is_node { upstream_loads(project, dag, nodes, &name, upstream) } else { None };
+                let loads =
+                    if is_node { upstream_loads(project, dag, nodes, &name, &f.upstream) } else { None };
                 let Some(loads) = loads else {
                     errors.push(
                         Diagnostic::error(format!(
@@ -377,7 +378,7 @@ async fn parse_checks(
                     );
                     continue;
                 };
-                *column = UPSTREAM_LOADED_AT.to_string();
+                f.column = UPSTREAM_LOADED_AT.to_string();
                 a.relation_sql = loads;
             }
             checks.push(a);
@@ -472,7 +473,7 @@ async fn plan_level(
 ) -> Vec<(String, Result<LogicalPlan, Diagnostic>)> {
     let workers = threads.min(nodes.len() / 8).max(1);
     if workers == 1 {
-        let state = engine.ctx.state();
+        let state = engine.state();
         let mut out = Vec::with_capacity(nodes.len());
         for node in nodes {
             out.push((node.name.clone(), plan_node(project, engine, &state, node).await));
@@ -491,7 +492,7 @@ async fn plan_level(
         let tasks: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    let state = engine.ctx.state();
+                    let state = engine.state();
                     let mut out = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{MemorySchemaProvider, TableProvider};
 use datafusion::common::TableReference;
@@ -16,8 +17,9 @@ use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::DataFusionError;
-use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
 
 use deltalake::delta_datafusion::planner::DeltaPlanner;
@@ -52,15 +54,93 @@ impl Capabilities {
     }
 }
 
+/// The runtime session, behind the few things the stages ask of it: make a
+/// relation resolvable (for the run, or for one step: [`Registration`]),
+/// plan SQL, run SQL or a plan into batches or streams, and hand a copy of
+/// its state to the writers that plan physically (Delta writes, staging).
+/// What it can do beyond that is in its [`Capabilities`].
 pub struct Engine {
-    pub ctx: SessionContext,
+    ctx: SessionContext,
     /// The target's store options (credentials), for every store it reaches.
     pub storage: crate::storage::StorageOptions,
+}
+
+/// A relation registered for one step: dropped (no longer resolvable) when
+/// the registration is.
+#[must_use = "the relation is dropped with its registration"]
+pub struct Registration<'a> {
+    engine: &'a Engine,
+    name: String,
+}
+
+impl Registration<'_> {
+    /// The name SQL reads it by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.engine.deregister(&self.name);
+    }
 }
 
 impl Engine {
     pub fn capabilities(&self) -> Capabilities {
         Capabilities::IN_PROCESS
+    }
+
+    /// A copy of the session's state (its catalog is shared): for planning
+    /// physically, or with options changed for one query.
+    pub fn state(&self) -> SessionState {
+        self.ctx.state()
+    }
+
+    pub fn task_ctx(&self) -> Arc<TaskContext> {
+        self.ctx.task_ctx()
+    }
+
+    /// Run `sql` to the end: its batches.
+    pub async fn collect(&self, sql: &str) -> Result<Vec<RecordBatch>, DataFusionError> {
+        self.ctx.sql(sql).await?.collect().await
+    }
+
+    /// Run `sql` as one stream per output partition, with its schema.
+    pub async fn sql_partitioned(
+        &self,
+        sql: &str,
+    ) -> Result<(SchemaRef, Vec<SendableRecordBatchStream>), DataFusionError> {
+        let df = self.ctx.sql(sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        Ok((schema, df.execute_stream_partitioned().await?))
+    }
+
+    /// The physical plan of `sql`, optimized, not run.
+    pub async fn physical_plan(&self, sql: &str) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        self.ctx.sql(sql).await?.create_physical_plan().await
+    }
+
+    /// A plan that yields `batches` (rows already in memory).
+    pub fn batches_plan(&self, batches: Vec<RecordBatch>) -> Result<LogicalPlan, DataFusionError> {
+        Ok(self.ctx.read_batches(batches)?.into_unoptimized_plan())
+    }
+
+    /// Write `batches` as one Parquet file at `url`.
+    pub async fn write_parquet_file(
+        &self,
+        batches: Vec<RecordBatch>,
+        url: &str,
+    ) -> Result<(), DataFusionError> {
+        let options = datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true);
+        self.ctx.read_batches(batches)?.write_parquet(url, options, None).await?;
+        Ok(())
+    }
+
+    /// The session itself, for tests that set up data with SQL.
+    #[cfg(test)]
+    pub fn ctx(&self) -> &SessionContext {
+        &self.ctx
     }
 
     pub fn new(target_partitions: usize) -> Self {
@@ -239,8 +319,19 @@ impl Engine {
     }
 
     /// Make `name` resolve to exactly these Parquet files (staged, not yet
-    /// published data); `schema` types it when there are none.
-    pub async fn register_files(
+    /// published data) while the registration lives; `schema` types it when
+    /// there are none.
+    pub async fn register_files_for_step(
+        &self,
+        name: &str,
+        files: &[url::Url],
+        schema: SchemaRef,
+    ) -> Result<Registration<'_>, DataFusionError> {
+        self.register_files(name, files, schema).await?;
+        Ok(Registration { engine: self, name: name.to_string() })
+    }
+
+    async fn register_files(
         &self,
         name: &str,
         files: &[url::Url],

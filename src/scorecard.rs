@@ -81,17 +81,8 @@ pub async fn publish(
     let batch = batch(run_id, run_started_at_us, outcomes).map_err(|e| failed(SCORECARD)(e.to_string()))?;
     let mut written = Written::default();
     for (name, mode) in [(SCORECARD, SaveMode::Overwrite), (HISTORY, SaveMode::Append)] {
-        let plan = engine.ctx.read_batch(batch.clone()).map_err(|e| failed(name)(e.to_string()))?;
-        written = match write_table(
-            engine,
-            &target.table_url(name),
-            name,
-            plan.into_unoptimized_plan().into(),
-            mode,
-            None,
-        )
-        .await
-        {
+        let plan = engine.batches_plan(vec![batch.clone()]).map_err(|e| failed(name)(e.to_string()))?;
+        written = match write_table(engine, &target.table_url(name), name, plan.into(), mode, None).await {
             Ok(published) => published.written,
             Err(WriteError::Delta(e)) => return Err(failed(name)(crate::materialize::error_text(&e))),
             Err(e) => return Err(failed(name)(e.to_string())),

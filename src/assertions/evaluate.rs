@@ -4,8 +4,8 @@
 //! retried alone so the failure lands on the check that caused it.
 //!
 //! Duplicates are one scan of the key columns, counted by key hash (see
-//! [`KeyHashes`]), which also yields the duplicated keys: a failed check's
-//! rows are then found by those keys (see
+//! [`Duplicates::scan`]), which also yields the duplicated keys: a failed
+//! check's rows are then found by those keys (see
 //! [`failing::collect`](super::failing::collect)) instead of by grouping the
 //! whole relation a second time. That scan reads every row of the key, so
 //! it also answers a completeness check of the same columns.
@@ -15,13 +15,12 @@ use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
-use futures::StreamExt;
 
-use super::check::{Assertion, CheckError, Kind, Outcome, Status};
-use super::key_hashes::KeyHashes;
+use super::check::{Assertion, Outcome};
 use super::key_runs::Counted;
+use super::kinds::{Duplicates, Kind};
+use super::verdict::CheckError;
 use crate::plan::Engine;
-use crate::render::quote_ident;
 
 /// An assertion's outcome, and what it found that its failing rows are read by.
 pub struct Evaluated {
@@ -73,7 +72,7 @@ pub async fn evaluate(
             "fused checks"
         );
         // Freshness is measured below, once, against as_of.
-        let own = |a: &Assertion| !fusable(a) && !matches!(a.kind, Kind::Freshness { .. });
+        let own = |a: &Assertion| !fusable(a) && !matches!(a.kind, Kind::Freshness(_));
         for &i in idx.iter().filter(|&&i| own(&assertions[i])) {
             let start = Instant::now();
             let found = own_query(engine, &assertions[i], counted).await;
@@ -94,67 +93,17 @@ pub async fn evaluate(
     let mut out = Vec::with_capacity(assertions.len());
     for ((a, c), duplicated_keys) in assertions.iter().zip(counts).zip(keys) {
         let outcome = match &a.kind {
-            Kind::Freshness { .. } => {
+            Kind::Freshness(f) => {
                 let start = Instant::now();
-                let o = freshness(engine, a, as_of_us).await;
+                let row = single_row_signed(engine, &f.newest_sql(&a.scope())).await;
                 tracing::debug!(relation = %a.relation_sql, check = %a.name, seconds = start.elapsed().as_secs_f64(), "check");
-                o
+                a.judge_freshness(f, row, as_of_us)
             }
             _ => a.outcome(c),
         };
         out.push(Evaluated { outcome, duplicated_keys });
     }
     out
-}
-
-/// Lag in hours from max(column) to the as_of instant.
-async fn freshness(engine: &Engine, a: &Assertion, as_of_us: i64) -> Outcome {
-    let Some(sql) = freshness_sql(a) else { return a.outcome(Err("not a freshness check".into())) };
-    judge_freshness(a, single_row_signed(engine, &sql).await, as_of_us)
-}
-
-/// The query of a freshness check: (rows checked, newest instant in microseconds).
-pub(super) fn freshness_sql(a: &Assertion) -> Option<String> {
-    let Kind::Freshness { column, .. } = &a.kind else { return None };
-    Some(format!(
-        "select count(*) as n, cast(date_part('epoch', max({c})) * 1000000 as bigint) as newest from {} where {}",
-        a.relation_sql,
-        filter(a),
-        c = quote_ident(column)
-    ))
-}
-
-/// A freshness check's outcome from the row of its [`freshness_sql`].
-pub(super) fn judge_freshness(a: &Assertion, row: Result<Vec<i64>, CheckError>, as_of_us: i64) -> Outcome {
-    let Kind::Freshness { warn_after_hours, error_after_hours, .. } = &a.kind else {
-        return a.outcome(Err("not a freshness check".into()));
-    };
-    let row = match row {
-        Ok(r) => r,
-        Err(e) => return a.outcome(Err(e)),
-    };
-    let mut o = a.outcome(Ok((row.first().copied().unwrap_or(0).max(0) as u64, 0)));
-    let lag = lag_hours(row.get(1).copied(), as_of_us);
-    o.observed = lag;
-    let over = |h: &Option<f64>| h.is_some_and(|h| lag > h);
-    o.status = if over(error_after_hours) && a.severity == super::check::Severity::Error {
-        Status::Fail
-    } else if over(warn_after_hours) || over(error_after_hours) {
-        Status::Warn
-    } else {
-        Status::Pass
-    };
-    let fmt = |h: &Option<f64>| h.map(|h| format!("{h}h")).unwrap_or_else(|| "-".into());
-    o.threshold = format!("warn > {}, error > {}", fmt(warn_after_hours), fmt(error_after_hours));
-    o
-}
-
-/// Hours since the newest row; an empty relation is infinitely stale.
-fn lag_hours(newest: Option<i64>, as_of_us: i64) -> f64 {
-    match newest {
-        Some(n) if n != i64::MIN => (as_of_us - n) as f64 / 3_600_000_000.0,
-        _ => f64::INFINITY,
-    }
 }
 
 /// The completeness checks of exactly the key of a duplicates check that is
@@ -169,11 +118,13 @@ pub(crate) fn completeness_by_key(
     let set = |columns: &[String]| columns.iter().cloned().collect::<BTreeSet<_>>();
     let mut by_key: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for &j in idx.iter().filter(|&&j| assertions[j].filter.is_none()) {
-        let Kind::Completeness { columns, .. } = &assertions[j].kind else { continue };
-        let columns = set(columns);
+        let Kind::Completeness(c) = &assertions[j].kind else { continue };
+        let columns = set(&c.columns);
         let scans_key = |i: &&usize| match &assertions[**i].kind {
-            Kind::Duplicates { columns: key, .. } => {
-                assertions[**i].filter.is_none() && !counted.contains_key(key) && set(key) == columns
+            Kind::Duplicates(d) => {
+                assertions[**i].filter.is_none()
+                    && !counted.contains_key(&d.columns)
+                    && set(&d.columns) == columns
             }
             _ => false,
         };
@@ -185,56 +136,7 @@ pub(crate) fn completeness_by_key(
 }
 
 fn fusable(a: &Assertion) -> bool {
-    match &a.kind {
-        Kind::Completeness { .. }
-        | Kind::AcceptedValues { .. }
-        | Kind::RowCount { .. }
-        | Kind::Expression { .. } => true,
-        Kind::Duplicates { .. }
-        | Kind::Freshness { .. }
-        | Kind::Relationships { .. }
-        | Kind::Reconciliation { .. }
-        | Kind::Custom { .. } => false,
-    }
-}
-
-/// One row per group of a reconciliation: its `by` keys, `measure` (this
-/// relation), `to_measure` (the other) and their absolute `difference`; a
-/// group missing on one side counts as 0 there.
-pub(super) fn reconciliation_sql(a: &Assertion) -> Option<String> {
-    let Kind::Reconciliation { measure, to, to_measure, to_filter, by, .. } = &a.kind else { return None };
-    let keys: Vec<String> = by.iter().map(|c| quote_ident(c)).collect();
-    let list = keys.join(", ");
-    let side = |m: &str, rel: &str, f: &str| {
-        if keys.is_empty() {
-            format!("select cast({m} as double) as m from {rel} where {f}")
-        } else {
-            format!("select {list}, cast({m} as double) as m from {rel} where {f} group by {list}")
-        }
-    };
-    let left = side(measure, &a.relation_sql, &filter(a));
-    let right = side(
-        to_measure,
-        &relation_sql(to),
-        &to_filter.as_ref().map_or("true".to_string(), |f| format!("({f})")),
-    );
-    let diff = "a.m as measure, b.m as to_measure, abs(coalesce(a.m, 0) - coalesce(b.m, 0)) as difference";
-    Some(if keys.is_empty() {
-        format!("select {diff} from ({left}) a cross join ({right}) b")
-    } else {
-        let pick =
-            keys.iter().map(|k| format!("coalesce(a.{k}, b.{k}) as {k}")).collect::<Vec<_>>().join(", ");
-        let on = keys.iter().map(|k| format!("a.{k} = b.{k}")).collect::<Vec<_>>().join(" and ");
-        format!("select {pick}, {diff} from ({left}) a full join ({right}) b on {on}")
-    })
-}
-
-pub(super) fn filter(a: &Assertion) -> String {
-    a.filter.as_ref().map_or("true".to_string(), |f| format!("({f})"))
-}
-
-fn any_null(columns: &[String]) -> String {
-    columns.iter().map(|c| format!("{} is null", quote_ident(c))).collect::<Vec<_>>().join(" or ")
+    a.kind.check().fused_failing(&a.scope()).is_some()
 }
 
 /// (rows checked, failing rows) of each assertion, from one aggregate query.
@@ -257,33 +159,13 @@ async fn fused_counts(
 fn fused_sql(relation: &str, assertions: &[&Assertion]) -> String {
     let mut select = Vec::new();
     for (i, a) in assertions.iter().enumerate() {
-        let f = filter(a);
-        let checked =
-            if a.filter.is_none() { "count(*)".to_string() } else { format!("count(*) filter (where {f})") };
-        let failing = match &a.kind {
-            Kind::Completeness { columns, .. } if a.filter.is_none() && columns.len() == 1 => {
-                format!("count(*) - count({})", quote_ident(&columns[0]))
-            }
-            Kind::Completeness { columns, .. } => {
-                format!("count(*) filter (where {f} and ({}))", any_null(columns))
-            }
-            Kind::AcceptedValues { column, values } => {
-                let c = quote_ident(column);
-                format!(
-                    "count(*) filter (where {f} and {c} is not null and {c} not in ({}))",
-                    values.join(", ")
-                )
-            }
-            Kind::Expression { expr } => format!("count(*) filter (where {f} and (({expr})) is false)"),
-            // A row count fails as a whole; the rest are never fused (see
-            // `fusable`), valid SQL all the same.
-            Kind::RowCount { .. }
-            | Kind::Duplicates { .. }
-            | Kind::Relationships { .. }
-            | Kind::Freshness { .. }
-            | Kind::Reconciliation { .. }
-            | Kind::Custom { .. } => "0".to_string(),
+        let at = a.scope();
+        let checked = match a.filter {
+            None => "count(*)".to_string(),
+            Some(_) => format!("count(*) filter (where {})", at.where_sql()),
         };
+        // Only fusable checks are fused; the rest would count nothing.
+        let failing = a.kind.check().fused_failing(&at).unwrap_or_else(|| "0".into());
         select.push(format!("cast({checked} as bigint) as c{i}, cast({failing} as bigint) as f{i}"));
     }
     format!("select {} from {relation}", select.join(", "))
@@ -302,88 +184,43 @@ struct Found {
 
 /// What the query of a check that is not fused finds (see [`Found`]).
 async fn own_query(engine: &Engine, a: &Assertion, counted: &Counted) -> Result<Found, CheckError> {
-    let f = filter(a);
-    let relation = &a.relation_sql;
-    let sql = match &a.kind {
-        Kind::Relationships { column, to, field } => {
-            let c = quote_ident(column);
-            let parent = relation_sql(to);
-            let pf = quote_ident(field);
-            format!(
-                "select (select count({c}) from {relation} where {f}) as c, \
-                 (select count(*) from {relation} child where {f} and child.{c} is not null \
-                  and not exists (select 1 from {parent} parent where parent.{pf} = child.{c})) as f"
-            )
+    let at = a.scope();
+    if let Kind::Duplicates(d) = &a.kind {
+        return duplicates(engine, a, d, counted).await;
+    }
+    match a.kind.check().own_query(&at) {
+        Some(sql) => {
+            let row = single_row(engine, &sql).await?;
+            Ok(Found { counts: (row[0], row[1]), ..Found::default() })
         }
-        Kind::Reconciliation { tolerance, .. } => {
-            let groups = reconciliation_sql(a).unwrap_or_default();
-            format!(
-                "select count(*) as c, count(*) filter (where difference > {tolerance}) as f from ({groups}) g"
-            )
+        None => {
+            fused_counts(engine, at.relation, &[a]).await.map(|v| Found { counts: v[0], ..Found::default() })
         }
-        Kind::Custom { sql } => format!("select count(*) as c, count(*) as f from ({sql}) failing"),
-        Kind::Freshness { .. } => return Ok(Found::default()),
-        Kind::Duplicates { columns, .. } => match counted.get(columns).filter(|_| a.filter.is_none()) {
-            Some(c) => {
-                return Ok(Found {
-                    counts: (c.rows, c.duplicates),
-                    keys: first_rows(&c.keys, a.rows_kept()),
-                    null_keys: None,
-                });
-            }
-            None => return duplicates(engine, a, columns).await,
-        },
-        _ => {
-            return fused_counts(engine, relation, &[a])
-                .await
-                .map(|v| Found { counts: v[0], ..Found::default() });
-        }
-    };
-    let row = single_row(engine, &sql).await?;
-    Ok(Found { counts: (row[0], row[1]), ..Found::default() })
+    }
 }
 
-/// Rows per non-null key, counted by [`KeyHashes`] on every partition of a
-/// scan of the key columns at once: (rows checked, rows beyond each key's
-/// first), up to [`Assertion::rows_kept`] duplicated keys, and without a
-/// `where`, the rows with a null key part.
-async fn duplicates(engine: &Engine, a: &Assertion, columns: &[String]) -> Result<Found, CheckError> {
-    let cols = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-    let sql = format!("select {cols} from {} where {}", a.relation_sql, filter(a));
-    let df = engine.ctx.sql(&sql).await?;
-    let schema = df.schema().as_arrow().clone();
-    let mut parts = Vec::new();
-    for mut stream in df.execute_stream_partitioned().await? {
-        let mut part = KeyHashes::new(&schema, columns)?;
-        parts.push(tokio::spawn(async move {
-            while let Some(batch) = stream.next().await {
-                part.update(&batch?)?;
-            }
-            Ok::<_, CheckError>(part)
-        }));
+/// A duplicates check: from the keys `counted` as the rows were written or
+/// staged when it checks every row, else by a scan of its key.
+async fn duplicates(
+    engine: &Engine,
+    a: &Assertion,
+    d: &Duplicates,
+    counted: &Counted,
+) -> Result<Found, CheckError> {
+    if let Some(c) = counted.get(&d.columns).filter(|_| a.filter.is_none()) {
+        return Ok(Found {
+            counts: (c.rows, c.duplicates),
+            keys: first_rows(&c.keys, a.rows_kept()),
+            null_keys: None,
+        });
     }
-    let parts = futures::future::try_join_all(parts)
-        .await
-        .map_err(|e| CheckError(e.to_string()))?
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-    let null_keys = a.filter.is_none().then(|| parts.iter().map(KeyHashes::null_keys).sum());
-    let counts = KeyHashes::finish(parts, a.rows_kept())?;
-    Ok(Found { counts: (counts.rows, counts.duplicates), keys: counts.keys, null_keys })
-}
-
-/// SQL for a relation name: a model or seed, or `source.table`.
-pub fn relation_sql(name: &str) -> String {
-    match name.split_once('.') {
-        Some((s, t)) => format!("{}.{}", quote_ident(s), quote_ident(t)),
-        None => quote_ident(name),
-    }
+    let scan = d.scan(engine, &a.scope(), a.rows_kept()).await?;
+    Ok(Found { counts: scan.counts, keys: scan.keys, null_keys: scan.null_keys })
 }
 
 /// The first row of `sql` as signed integers (a null is `i64::MIN`).
 async fn single_row_signed(engine: &Engine, sql: &str) -> Result<Vec<i64>, CheckError> {
-    let df = engine.ctx.sql(sql).await?;
-    first_row(&df.collect().await?)
+    first_row(&engine.collect(sql).await?)
 }
 
 /// The first row of `batches`, all of them bigint columns (null is `i64::MIN`).
@@ -427,8 +264,8 @@ pub(super) fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::assertions::check::{Severity, Threshold};
     use crate::assertions::key_runs::KEY_ROWS;
+    use crate::assertions::{Completeness, RowCount, Severity, Status, Threshold};
 
     fn check(kind: Kind, filter: Option<&str>) -> Assertion {
         Assertion {
@@ -449,7 +286,10 @@ mod tests {
     fn duplicates_check(limit: Option<usize>) -> Assertion {
         Assertion {
             limit,
-            ..check(Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }, Some("v <> 'skip'"))
+            ..check(
+                Kind::Duplicates(Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }),
+                Some("v <> 'skip'"),
+            )
         }
     }
 
@@ -463,14 +303,15 @@ mod tests {
                 "copy (select * from (values {rows}) as v(k, v)) to '{}' stored as parquet",
                 path.display()
             );
-            engine.ctx.sql(&copy).await.unwrap().collect().await.unwrap();
+            engine.ctx().sql(&copy).await.unwrap().collect().await.unwrap();
         }
-        engine.ctx.register_parquet("t", dir.path().to_str().unwrap(), Default::default()).await.unwrap();
-        let completeness = |column: &str| Kind::Completeness { columns: vec![column.into()], min_ratio: 1.0 };
+        engine.ctx().register_parquet("t", dir.path().to_str().unwrap(), Default::default()).await.unwrap();
+        let completeness =
+            |column: &str| Kind::Completeness(Completeness { columns: vec![column.into()], min_ratio: 1.0 });
         let checks = [
             check(completeness("k"), None),
             check(completeness("v"), Some("k is not null")),
-            check(Kind::RowCount { min: None, max: None }, None),
+            check(Kind::RowCount(RowCount { min: None, max: None }), None),
         ];
         let results = evaluate(&engine, &checks, 0, &Counted::new()).await;
         let counts: Vec<(u64, u64)> =
@@ -480,7 +321,7 @@ mod tests {
         assert_eq!(counts[2].0, 5);
         // Alone, the unfiltered checks need no scan: the footers' counts answer them.
         let sql = fused_sql("t", &[&checks[0], &checks[2]]);
-        let plan = engine.ctx.sql(&sql).await.unwrap().create_physical_plan().await.unwrap();
+        let plan = engine.ctx().sql(&sql).await.unwrap().create_physical_plan().await.unwrap();
         let shown = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
         assert!(!shown.contains("DataSourceExec"), "{shown}");
     }
@@ -491,7 +332,7 @@ mod tests {
         // 7 rows; a null key part in 3 of them (one with both parts null).
         let rows = "(1, 'a'), (1, 'a'), (2, null), (null, 'b'), (null, null), (3, 'c'), (4, 'd')";
         engine
-            .ctx
+            .ctx()
             .sql(&format!("create view t as select * from (values {rows}) as v(k, v)"))
             .await
             .unwrap()
@@ -499,9 +340,10 @@ mod tests {
             .await
             .unwrap();
         let key = || vec!["k".to_string(), "v".to_string()];
-        let duplicates = check(Kind::Duplicates { columns: key(), max_ratio: 0.0 }, None);
-        let completeness =
-            |columns: Vec<String>, filter| check(Kind::Completeness { columns, min_ratio: 1.0 }, filter);
+        let duplicates = check(Kind::Duplicates(Duplicates { columns: key(), max_ratio: 0.0 }), None);
+        let completeness = |columns: Vec<String>, filter| {
+            check(Kind::Completeness(Completeness { columns, min_ratio: 1.0 }), filter)
+        };
         // The same key in another order: paired. Filtered, or of another key: queried.
         let checks = [
             duplicates,
@@ -538,7 +380,7 @@ mod tests {
                 .map(String::from),
         );
         let sql = format!("create view t as select * from (values {}) as v(k, v)", values.join(", "));
-        engine.ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        engine.ctx().sql(&sql).await.unwrap().collect().await.unwrap();
 
         let results = evaluate(&engine, &[duplicates_check(Some(0))], 0, &Counted::new()).await;
         let o = &results[0].outcome;

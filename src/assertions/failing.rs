@@ -6,7 +6,6 @@ use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::JoinType;
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::Accumulator;
@@ -14,9 +13,10 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::prelude::{Expr, SessionContext, ident, lit};
 use url::Url;
 
-use super::check::{Assertion, DEFAULT_LIMIT, Kind, Outcome, SAMPLE_ROWS};
-use super::evaluate::{filter, first_rows};
+use super::check::{Assertion, DEFAULT_LIMIT, Outcome, SAMPLE_ROWS};
+use super::evaluate::first_rows;
 use super::key_runs::KEY_ROWS;
+use super::kinds::Kind;
 use crate::plan::Engine;
 use crate::render::quote_ident;
 
@@ -24,52 +24,16 @@ use crate::render::quote_ident;
 /// relation as a whole (row count, freshness). A reconciliation's failing
 /// rows are its mismatched groups.
 pub fn failing_rows_sql(a: &Assertion) -> Option<String> {
-    let (r, f) = (&a.relation_sql, filter(a));
-    let cols = |c: &[String]| c.iter().map(|c| quote_ident(c)).collect::<Vec<_>>();
-    Some(match &a.kind {
-        Kind::Completeness { columns, .. } => {
-            let any_null =
-                cols(columns).iter().map(|c| format!("{c} is null")).collect::<Vec<_>>().join(" or ");
-            format!("select * from {r} where {f} and ({any_null})")
-        }
-        Kind::Duplicates { columns, .. } => {
-            let keys = cols(columns);
-            let list = keys.join(", ");
-            let not_null = keys.iter().map(|c| format!("{c} is not null")).collect::<Vec<_>>().join(" and ");
-            let on = keys.iter().map(|c| format!("t.{c} = d.{c}")).collect::<Vec<_>>().join(" and ");
-            format!(
-                "select t.* from {r} t join (select {list} from {r} where {f} and {not_null} group by {list} having count(*) > 1) d on {on} where {f}"
-            )
-        }
-        Kind::AcceptedValues { column, values } => {
-            let c = quote_ident(column);
-            format!("select * from {r} where {f} and {c} is not null and {c} not in ({})", values.join(", "))
-        }
-        Kind::Relationships { column, to, field } => {
-            let c = quote_ident(column);
-            format!(
-                "select * from {r} child where {f} and child.{c} is not null and not exists (select 1 from {} parent where parent.{} = child.{c})",
-                super::evaluate::relation_sql(to),
-                quote_ident(field)
-            )
-        }
-        Kind::Expression { expr } => format!("select * from {r} where {f} and (({expr})) is false"),
-        Kind::Custom { sql } => format!("select * from ({sql}) failing"),
-        Kind::Reconciliation { tolerance, .. } => format!(
-            "select * from ({}) g where difference > {tolerance}",
-            super::evaluate::reconciliation_sql(a)?
-        ),
-        Kind::RowCount { .. } | Kind::Freshness { .. } => return None,
-    })
+    a.kind.check().failing_rows(&a.scope())
 }
 
 /// `a` as one query of its own, the way dbt runs a test: the number of failing
 /// rows, or for whole-relation checks the row count or the newest instant.
 pub fn one_query_sql(a: &Assertion) -> String {
-    let (r, f) = (&a.relation_sql, filter(a));
+    let (r, f) = (&a.relation_sql, a.scope().where_sql());
     match (&a.kind, failing_rows_sql(a)) {
-        (Kind::Freshness { column, .. }, _) => {
-            format!("select max({}) as newest from {r} where {f}", quote_ident(column))
+        (Kind::Freshness(fresh), _) => {
+            format!("select max({}) as newest from {r} where {f}", quote_ident(&fresh.column))
         }
         (_, Some(rows)) => format!("select count(*) as failures from (\n{rows}\n) failing"),
         (_, None) => format!("select count(*) as row_count from {r} where {f}"),
@@ -90,18 +54,8 @@ pub async fn collect(
 ) {
     // One query for both: the failing rows are read once, up to the limit.
     let rows = match (&a.kind, failing_rows_sql(a)) {
-        (Kind::Duplicates { columns, .. }, _) => rows_with_keys(engine, a, columns, duplicated_keys).await,
-        (_, Some(sql)) => {
-            async {
-                engine
-                    .ctx
-                    .sql(&format!("select * from ({sql}) f limit {}", a.rows_kept()))
-                    .await?
-                    .collect()
-                    .await
-            }
-            .await
-        }
+        (Kind::Duplicates(d), _) => rows_with_keys(engine, a, &d.columns, duplicated_keys).await,
+        (_, Some(sql)) => engine.collect(&format!("select * from ({sql}) f limit {}", a.rows_kept())).await,
         (_, None) => return,
     };
     let batches = match rows {
@@ -120,14 +74,7 @@ pub async fn collect(
         return;
     }
     let url = format!("{dir}{}.parquet", a.name);
-    let written = async {
-        engine
-            .ctx
-            .read_batches(kept)?
-            .write_parquet(&url, DataFrameWriteOptions::new().with_single_file_output(true), None)
-            .await
-    };
-    match written.await {
+    match engine.write_parquet_file(kept, &url).await {
         Ok(_) => o.failing_rows_path = Some(url),
         Err(e) => tracing::warn!(
             "cannot store the failing rows of {} at {url}: {}",
@@ -154,7 +101,7 @@ async fn rows_with_keys(
     }
     // The join's filter on the few keys is applied while the key columns are
     // decoded, so the other columns are decoded only for the matching rows.
-    let mut state = engine.ctx.state();
+    let mut state = engine.state();
     state.config_mut().options_mut().execution.parquet.pushdown_filters = true;
     let ctx = SessionContext::new_with_state(state);
     let key_col = |i: usize| format!("__tally_key{i}");
@@ -163,7 +110,7 @@ async fn rows_with_keys(
         .read_batches(keys)?
         .select(columns.iter().enumerate().map(|(i, c)| ident(c).alias(key_col(i))).collect::<Vec<_>>())?;
     let on: Vec<Expr> = columns.iter().enumerate().map(|(i, c)| ident(c).eq(ident(key_col(i)))).collect();
-    ctx.sql(&format!("select * from {} where {}", a.relation_sql, filter(a)))
+    ctx.sql(&format!("select * from {} where {}", a.relation_sql, a.scope().where_sql()))
         .await?
         .filter(range)?
         .join_on(keys, JoinType::LeftSemi, on)?

@@ -11,8 +11,10 @@ use std::collections::BTreeSet;
 
 use datafusion::physical_plan::{ExecutionPlan, collect};
 
-use super::check::{Assertion, Kind, Severity, Status};
-use super::evaluate::{first_row, freshness_sql, judge_freshness};
+use super::check::Assertion;
+use super::evaluate::first_row;
+use super::kinds::Kind;
+use super::verdict::{Severity, Status};
 use crate::plan::Engine;
 use crate::render::quote_ident;
 
@@ -30,10 +32,10 @@ pub async fn proven_unblocked(
     let mut columns: BTreeSet<&str> = BTreeSet::new();
     for a in &blocking {
         match &a.kind {
-            Kind::Completeness { columns: c, .. } if a.filter.is_none() => {
-                columns.extend(c.iter().map(String::as_str))
+            Kind::Completeness(c) if a.filter.is_none() => {
+                columns.extend(c.columns.iter().map(String::as_str))
             }
-            Kind::Freshness { .. } if a.filter.is_none() => {}
+            Kind::Freshness(_) if a.filter.is_none() => {}
             _ => return false,
         }
     }
@@ -50,19 +52,19 @@ pub async fn proven_unblocked(
         |c: &str| columns.iter().position(|k| *k == c).map_or(0, |i| rows.saturating_sub(count(i + 1)));
     for a in blocking {
         let status = match &a.kind {
-            Kind::Completeness { columns, .. } => {
-                let n: Vec<u64> = columns.iter().map(|c| nulls(c)).collect();
+            Kind::Completeness(c) => {
+                let n: Vec<u64> = c.columns.iter().map(|c| nulls(c)).collect();
                 let (least, most) = (n.iter().copied().max().unwrap_or(0), n.iter().sum::<u64>().min(rows));
                 if least != most && !judged_monotonically(a, warn_error) {
                     return false;
                 }
                 a.outcome(Ok((rows, most))).status
             }
-            _ => {
-                let Some(sql) = freshness_sql(a) else { return false };
-                let Some(row) = footer_row(engine, &sql).await else { return false };
-                judge_freshness(a, Ok(row), as_of_us).status
+            Kind::Freshness(f) => {
+                let Some(row) = footer_row(engine, &f.newest_sql(&a.scope())).await else { return false };
+                a.judge_freshness(f, Ok(row), as_of_us).status
             }
+            _ => return false,
         };
         if matches!(status, Status::Fail | Status::Error) || (warn_error && status == Status::Warn) {
             return false;
@@ -75,7 +77,7 @@ pub async fn proven_unblocked(
 /// judging the most it can count proves the exact count passes too.
 fn judged_monotonically(a: &Assertion, warn_error: bool) -> bool {
     match &a.kind {
-        Kind::Completeness { min_ratio, .. } if *min_ratio < 1.0 => true,
+        Kind::Completeness(c) if c.min_ratio < 1.0 => true,
         _ => a.error_if.is_monotonic() && (!warn_error || a.warn_if.is_monotonic()),
     }
 }
@@ -83,11 +85,11 @@ fn judged_monotonically(a: &Assertion, warn_error: bool) -> bool {
 /// The first row of `sql` if DataFusion answers it from statistics alone
 /// (its physical plan reads no file); None if it would scan, or fails.
 async fn footer_row(engine: &Engine, sql: &str) -> Option<Vec<i64>> {
-    let plan = engine.ctx.sql(sql).await.ok()?.create_physical_plan().await.ok()?;
+    let plan = engine.physical_plan(sql).await.ok()?;
     if reads_data(plan.as_ref()) {
         return None;
     }
-    first_row(&collect(plan, engine.ctx.task_ctx()).await.ok()?).ok()
+    first_row(&collect(plan, engine.task_ctx()).await.ok()?).ok()
 }
 
 /// Whether a leaf of `plan` reads data (anything but a placeholder row).
@@ -102,7 +104,7 @@ fn reads_data(plan: &dyn ExecutionPlan) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::assertions::Threshold;
+    use crate::assertions::{Completeness, Duplicates, Freshness, Threshold};
 
     fn check(kind: Kind, severity: Severity) -> Assertion {
         Assertion {
@@ -121,7 +123,7 @@ mod tests {
     }
 
     fn completeness(min_ratio: f64) -> Kind {
-        Kind::Completeness { columns: vec!["k".into(), "v".into()], min_ratio }
+        Kind::Completeness(Completeness { columns: vec!["k".into(), "v".into()], min_ratio })
     }
 
     /// 10 rows in two files: k null in 1, v null in 2 (none in both), so a
@@ -141,9 +143,9 @@ mod tests {
                 "copy (select k, v, {at} from (values {rows}) as v(k, v)) to '{}' stored as parquet",
                 path.display()
             );
-            engine.ctx.sql(&copy).await.unwrap().collect().await.unwrap();
+            engine.ctx().sql(&copy).await.unwrap().collect().await.unwrap();
         }
-        engine.ctx.register_parquet("t", dir.path().to_str().unwrap(), Default::default()).await.unwrap();
+        engine.ctx().register_parquet("t", dir.path().to_str().unwrap(), Default::default()).await.unwrap();
         (engine, dir)
     }
 
@@ -165,12 +167,20 @@ mod tests {
         assert!(!proven(completeness(1.0), Severity::Error, false).await);
         // Checks the footers cannot answer prove nothing.
         assert!(
-            !proven(Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }, Severity::Error, false)
-                .await
+            !proven(
+                Kind::Duplicates(Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }),
+                Severity::Error,
+                false
+            )
+            .await
         );
         assert!(
-            proven(Kind::Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }, Severity::Warn, false)
-                .await
+            proven(
+                Kind::Duplicates(Duplicates { columns: vec!["k".into()], max_ratio: 0.0 }),
+                Severity::Warn,
+                false
+            )
+            .await
         );
     }
 
@@ -192,19 +202,19 @@ mod tests {
         let (engine, _dir) = engine().await;
         let two_hours_later = 1_704_067_800_000_000 + 2 * 3_600_000_000; // 02:10
         let fresh = |error_after: f64| {
-            let kind = Kind::Freshness {
+            let kind = Kind::Freshness(Freshness {
                 column: "at".into(),
                 upstream: vec![],
                 warn_after_hours: None,
                 error_after_hours: Some(error_after),
-            };
+            });
             check(kind, Severity::Error)
         };
         assert!(proven_unblocked(&engine, &[fresh(3.0)], two_hours_later, false).await);
         assert!(!proven_unblocked(&engine, &[fresh(1.0)], two_hours_later, false).await);
         // Behind a filter, the footers answer nothing: no proof, and no scan for one.
         engine
-            .ctx
+            .ctx()
             .sql("create view w as select * from t where k > 1")
             .await
             .unwrap()
@@ -214,7 +224,7 @@ mod tests {
         let filtered = Assertion { relation_sql: "w".into(), ..check(completeness(0.5), Severity::Error) };
         assert!(!proven_unblocked(&engine, &[filtered], 0, false).await);
         let plan =
-            engine.ctx.sql("select count(*) from w").await.unwrap().create_physical_plan().await.unwrap();
+            engine.ctx().sql("select count(*) from w").await.unwrap().create_physical_plan().await.unwrap();
         assert!(reads_data(plan.as_ref()));
     }
 }

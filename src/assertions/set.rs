@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use super::check::{Assertion, Kind, Severity};
+use super::check::Assertion;
 use super::evaluate::completeness_by_key;
 use super::key_runs::Counted;
+use super::kinds::Kind;
+use super::verdict::Severity;
 
 /// A relation's checks, in declaration order, each with a unique name.
 #[derive(Debug, Clone, Default)]
@@ -33,10 +35,10 @@ impl CheckSet {
         }
         let mut keys: BTreeMap<Vec<String>, usize> = BTreeMap::new();
         for a in &checks {
-            if let Kind::Duplicates { columns, .. } = &a.kind
+            if let Kind::Duplicates(d) = &a.kind
                 && a.filter.is_none()
             {
-                let keep = keys.entry(columns.clone()).or_default();
+                let keep = keys.entry(d.columns.clone()).or_default();
                 *keep = (*keep).max(a.rows_kept());
             }
         }
@@ -84,7 +86,7 @@ impl CheckSet {
             .keys
             .iter()
             .filter(|(key, _)| {
-                checks.iter().any(|a| matches!(&a.kind, Kind::Duplicates { columns, .. } if columns == key))
+                checks.iter().any(|a| matches!(&a.kind, Kind::Duplicates(d) if &d.columns == key))
             })
             .cloned()
             .collect();
@@ -97,7 +99,7 @@ impl CheckSet {
     /// warn-level, so that none holds back the relation's readers, and on
     /// every row (no `where`). None when there are none or they cannot.
     pub fn warned_duplicates(&self) -> Option<(CheckSet, CheckSet)> {
-        let is_duplicates = |a: &Assertion| matches!(a.kind, Kind::Duplicates { .. });
+        let is_duplicates = |a: &Assertion| matches!(a.kind, Kind::Duplicates(_));
         let duplicates: Vec<&Assertion> = self.checks.iter().filter(|a| is_duplicates(a)).collect();
         let all_warned = duplicates.iter().all(|a| a.severity == Severity::Warn && a.filter.is_none());
         (!duplicates.is_empty() && all_warned)
@@ -116,7 +118,7 @@ impl CheckSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::assertions::Threshold;
+    use crate::assertions::{Completeness, Duplicates, Freshness, Threshold};
 
     fn check(name: &str, kind: Kind, severity: Severity) -> Assertion {
         Assertion {
@@ -136,7 +138,7 @@ mod tests {
 
     fn unique(columns: &[&str], severity: Severity) -> Assertion {
         let columns = columns.iter().map(|c| c.to_string()).collect();
-        check("unique_m_id", Kind::Duplicates { columns, max_ratio: 0.0 }, severity)
+        check("unique_m_id", Kind::Duplicates(Duplicates { columns, max_ratio: 0.0 }), severity)
     }
 
     #[test]
@@ -152,7 +154,7 @@ mod tests {
     fn warned_duplicates_split_only_when_every_one_warns() {
         let not_null = check(
             "not_null_m_id",
-            Kind::Completeness { columns: vec!["id".into()], min_ratio: 1.0 },
+            Kind::Completeness(Completeness { columns: vec!["id".into()], min_ratio: 1.0 }),
             Severity::Error,
         );
         let warned = CheckSet::new(vec![not_null.clone(), unique(&["id"], Severity::Warn)]);
@@ -168,12 +170,12 @@ mod tests {
     fn on_retargets_all_but_upstream_loads() {
         let mut fresh = check(
             "freshness_m",
-            Kind::Freshness {
+            Kind::Freshness(Freshness {
                 column: super::super::check::UPSTREAM_LOADED_AT.into(),
                 upstream: vec![],
                 warn_after_hours: Some(1.0),
                 error_after_hours: None,
-            },
+            }),
             Severity::Warn,
         );
         fresh.relation_sql = "(select ...) upstream".into();

@@ -7,7 +7,7 @@
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::execution::SessionState;
 
-use super::check::{Assertion, Kind};
+use super::check::Assertion;
 use crate::diagnostic::{Diagnostic, did_you_mean};
 
 /// What compile knows of a relation a test names: None when there is no such
@@ -37,7 +37,7 @@ pub async fn validate(
             }
         }
     }
-    if let Some(to) = a.kind.other_relation() {
+    if let Some((to, wanted)) = a.kind.check().other() {
         match other(to) {
             None => {
                 out.push(at(format!("`{test}` names `{to}`, which is no model, seed or source")).with_help(
@@ -45,11 +45,6 @@ pub async fn validate(
                 ))
             }
             Some(Some(to_schema)) => {
-                let wanted: Vec<String> = match &a.kind {
-                    Kind::Relationships { field, .. } => vec![field.clone()],
-                    Kind::Reconciliation { by, .. } => by.clone(),
-                    _ => Vec::new(),
-                };
                 for c in wanted {
                     if let Some(d) = missing_column(&to_schema, &c, to) {
                         out.push(
@@ -65,10 +60,7 @@ pub async fn validate(
     // Conditions are planned against the relation, so a typo or a type error
     // is reported here, with the test's line.
     if schema.is_some() && out.is_empty() {
-        let conditions = match &a.kind {
-            Kind::Expression { expr } => vec![("expression", expr.as_str())],
-            _ => Vec::new(),
-        };
+        let conditions = a.kind.check().conditions();
         for (what, cond) in conditions.into_iter().chain(a.filter.as_deref().map(|f| ("where", f))) {
             let sql = format!("SELECT 1 FROM {} WHERE ({cond})", a.relation_sql);
             if let Err(e) = crate::plan::plan_sql_in(state, &sql).await {

@@ -44,7 +44,7 @@ pub async fn show(global: &Global, model: &str, limit: usize, format: ShowFormat
     if limit > 0 {
         sql.push_str(&format!(" LIMIT {limit}"));
     }
-    let batches = c.engine.ctx.sql(&sql).await?.collect().await?;
+    let batches = c.engine.collect(&sql).await?;
     print(&batches, format)
 }
 

@@ -24,7 +24,7 @@ pub async fn test(global: &Global, sel: &Selection, gate: &Gate, only_freshness:
     auditor.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
     let wanted = |relation: &str| -> CheckSet {
         let set = c.checks_of(relation);
-        if only_freshness { set.filter(|a| matches!(a.kind, Kind::Freshness { .. })) } else { set.clone() }
+        if only_freshness { set.filter(|a| matches!(a.kind, Kind::Freshness(_))) } else { set.clone() }
     };
 
     // (relation, its checks, never built)

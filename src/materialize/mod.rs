@@ -99,7 +99,7 @@ pub async fn write_table(
         ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
-    let mut state = engine.ctx.state();
+    let mut state = engine.state();
     if plan.in_order {
         // One ordered stream stays one: split, its parts would interleave in the file.
         state.config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
@@ -155,7 +155,7 @@ pub async fn open_table(
         At::Version(v) => table.load_version(v).await?,
         At::Time(t) => table.load_with_datetime(t).await?,
     }
-    table.update_datafusion_session(&engine.ctx.state())?;
+    table.update_datafusion_session(&engine.state())?;
     let provider = table.table_provider().await.map_err(|e| DeltaTableError::Generic(e.to_string()))?;
     Ok(Some(provider))
 }

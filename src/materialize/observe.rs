@@ -281,10 +281,10 @@ mod tests {
                 "copy (select * from (values {rows}) as t(k, v)) to '{}/{file}.parquet' stored as parquet",
                 dir.display()
             );
-            engine.ctx.sql(&copy).await.unwrap().collect().await.unwrap();
+            engine.ctx().sql(&copy).await.unwrap().collect().await.unwrap();
         }
         engine
-            .ctx
+            .ctx()
             .register_parquet("src", dir.display().to_string(), ParquetReadOptions::default())
             .await
             .unwrap();
@@ -292,7 +292,7 @@ mod tests {
     }
 
     async fn physical(engine: &Engine, sql: &str) -> Arc<dyn ExecutionPlan> {
-        let state = engine.ctx.state();
+        let state = engine.ctx().state();
         state.create_physical_plan(&state.create_logical_plan(sql).await.unwrap()).await.unwrap()
     }
 
@@ -301,7 +301,7 @@ mod tests {
         let reference = physical(engine, "select * from src").await;
         let (plan, observed) =
             observe(physical(engine, sql).await, &reference, &["k".to_string()], 10).unwrap();
-        let rows = collect(plan, engine.ctx.task_ctx()).await.unwrap().iter().map(|b| b.num_rows()).sum();
+        let rows = collect(plan, engine.ctx().task_ctx()).await.unwrap().iter().map(|b| b.num_rows()).sum();
         let counts = observed.as_ref().and_then(|o| o.lock().unwrap().clone());
         (observed.is_some(), rows, counts)
     }
@@ -335,7 +335,7 @@ mod tests {
         let sorted = physical(&engine, "select k, v from src where k is not null order by k, v").await;
         let (plan, observed) =
             observe(sorted, &physical(&engine, "select * from src").await, &["k".to_string()], 10).unwrap();
-        let mut stream = plan.execute(0, engine.ctx.task_ctx()).unwrap();
+        let mut stream = plan.execute(0, engine.ctx().task_ctx()).unwrap();
         assert!(stream.next().await.unwrap().unwrap().num_rows() > 0);
         drop(stream);
         assert!(observed.expect("observed").lock().unwrap().is_none());

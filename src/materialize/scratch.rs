@@ -135,7 +135,7 @@ pub async fn stage_view(
     let plan = only_columns_read(engine, name, plan, readers).await?;
     scratch.forget(name);
     let schema = Arc::new(plan.schema().as_arrow().clone());
-    let mut state = engine.ctx.state();
+    let mut state = engine.state();
     if !count.own.is_empty() {
         // A round-robin split after the dedupe window would interleave its
         // sorted rows; what follows it (a filter, a projection) is cheap.
@@ -326,7 +326,7 @@ pub struct Staged {
 /// their optimized plans (projections and pushed-down filters). None when a
 /// reader cannot be planned, or none reads a column (say, only `count(*)`).
 async fn columns_read(engine: &Engine, name: &str, readers: &[String]) -> Option<BTreeSet<String>> {
-    let state = engine.ctx.state();
+    let state = engine.state();
     let defaults = &state.config_options().catalog;
     let resolve = |t: &TableReference| t.clone().resolve(&defaults.default_catalog, &defaults.default_schema);
     let target = resolve(&TableReference::bare(name));
@@ -363,11 +363,11 @@ mod tests {
         stage_view(&engine, "v", plan.clone(), &[], &scratch, &ToCount::default()).await.unwrap();
         let text = totals(&engine).await;
         assert!(text.contains("| 3 | 2     | 6 |"), "{text}");
-        let staged = engine.ctx.table("v").await.unwrap();
+        let staged = engine.ctx().table("v").await.unwrap();
         assert_eq!(staged.schema().as_arrow().fields(), plan.schema().as_arrow().fields());
         // Staging again replaces the rows, it does not add to them.
         stage_view(&engine, "v", plan, &[], &scratch, &ToCount::default()).await.unwrap();
-        let n = engine.ctx.sql("select count(*) from v").await.unwrap().collect().await.unwrap();
+        let n = engine.ctx().sql("select count(*) from v").await.unwrap().collect().await.unwrap();
         assert_eq!(
             n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0),
             3
@@ -392,7 +392,7 @@ mod tests {
         stage_view(&engine, "v", plan.clone(), &readers, &scratch, &ToCount::default()).await.unwrap();
         assert_eq!(staged_columns(&engine).await, ["id", "name", "amount"]);
         let sum = engine
-            .ctx
+            .ctx()
             .sql("select sum(amount) from v where name = 'b'")
             .await
             .unwrap()
@@ -450,7 +450,7 @@ mod tests {
         let by_id_n = &counted[&vec!["id".to_string(), "n".to_string()]];
         assert_eq!((by_id_n.rows, by_id_n.duplicates, by_id_n.keys.len()), (5, 0, 0));
         // Every row was staged, in order.
-        let n = engine.ctx.sql("select count(*) from v").await.unwrap().collect().await.unwrap();
+        let n = engine.ctx().sql("select count(*) from v").await.unwrap().collect().await.unwrap();
         assert_eq!(
             n[0].column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().unwrap().value(0),
             7
@@ -465,7 +465,7 @@ mod tests {
     /// Rows of `v`, summed: n, count(name), sum(id).
     async fn totals(engine: &Engine) -> String {
         let batches = engine
-            .ctx
+            .ctx()
             .sql("select count(*) as n, count(name) as named, sum(id) as s from v")
             .await
             .unwrap()
@@ -494,7 +494,7 @@ mod tests {
         // Released: its bytes are given back and the name no longer resolves.
         roomy.release(&engine, "v");
         assert_eq!(roomy.held(), 0);
-        assert!(engine.ctx.table("v").await.is_err());
+        assert!(engine.ctx().table("v").await.is_err());
 
         // No room: the same rows, read back from Parquet; release removes the file.
         let full = Scratch::new(dir.path().to_path_buf(), 0);
@@ -532,7 +532,7 @@ mod tests {
     }
 
     async fn staged_columns(engine: &Engine) -> Vec<String> {
-        let staged = engine.ctx.table("v").await.unwrap();
+        let staged = engine.ctx().table("v").await.unwrap();
         staged.schema().fields().iter().map(|f| f.name().clone()).collect()
     }
 }

@@ -70,7 +70,7 @@ pub async fn plan_write(
     if !ends_in_sort(&plan) {
         return Ok((plan.into(), Vec::new()));
     }
-    let state = engine.ctx.state();
+    let state = engine.state();
     let mut physical = state.create_physical_plan(&plan).await?;
     let props = physical.properties();
     if props.output_ordering().is_none() || props.output_partitioning().partition_count() != 1 {
@@ -205,7 +205,7 @@ mod tests {
     async fn write_counting(engine: &Engine, sql: &str) -> (usize, Vec<(Vec<String>, Observed)>) {
         let plan = engine.plan_sql(sql).await.unwrap();
         let (written, counted) = plan_write(engine, plan, &[(vec!["k".to_string()], 10)]).await.unwrap();
-        let rows = engine.ctx.execute_logical_plan(written.plan).await.unwrap().collect().await.unwrap();
+        let rows = engine.ctx().execute_logical_plan(written.plan).await.unwrap().collect().await.unwrap();
         (rows.iter().map(|b| b.num_rows()).sum(), counted)
     }
 
