@@ -40,6 +40,9 @@ pub async fn dispatch(global: &Global, command: Command) -> Result<i32> {
                     c.project.target_path.join("manifest.json").display()
                 );
             }
+            // The process ends here: freeing every node's kept plan one by
+            // one would only cost time (the OS reclaims the memory at once).
+            std::mem::forget(c);
             Ok(0)
         }
         Command::Run { selection, plan: true } => print_plan(global, &selection, None).await,
